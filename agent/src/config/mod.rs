@@ -1,0 +1,234 @@
+//! The agent's configuration: TOML, unknown keys refused, and every error
+//! names the file, the line and the key.
+
+pub mod http;
+mod locate;
+pub mod record;
+pub mod rtsp;
+pub mod source;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
+pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
+pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
+pub use source::{SourceConfig, TestSourceConfig};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub rtsp: RtspConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub hls: HlsConfig,
+    #[serde(default)]
+    pub recording: RecordingConfig,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub device_id: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub record: RecordConfig,
+}
+
+/// A configuration problem: where it is and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// Dotted key path such as `stream[0].source.width`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A semantic problem found after parsing: the key path and the message.
+pub type Invalid = (String, String);
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `file` only names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => (
+                    Some(locate::line_of(text, span.start)),
+                    locate::key_before(text, span.start),
+                ),
+                None => (None, None),
+            };
+            ConfigError {
+                file: file.to_owned(),
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            file: file.to_owned(),
+            line: locate::line_of_path(text, &key),
+            key: Some(key),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.agent.device_id.is_empty() || !is_name(&self.agent.device_id) {
+            return Err((
+                "agent.device_id".into(),
+                "must be 1-64 characters of A-Z a-z 0-9 _ -".into(),
+            ));
+        }
+        self.rtsp.validate()?;
+        self.http.validate()?;
+        self.hls.validate()?;
+        self.recording.validate()?;
+        let mut names = HashSet::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            if !is_name(&s.name) {
+                return Err((
+                    format!("stream[{i}].name"),
+                    format!("`{}` must be 1-64 characters of A-Z a-z 0-9 _ -", s.name),
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err((
+                    format!("stream[{i}].name"),
+                    format!("stream `{}` is defined twice", s.name),
+                ));
+            }
+            s.source
+                .validate()
+                .map_err(|(k, m)| (format!("stream[{i}].source.{k}"), m))?;
+            s.record
+                .validate()
+                .map_err(|(k, m)| (format!("stream[{i}].record.{k}"), m))?;
+        }
+        if self.rtsp.listen.port() != 0 && self.rtsp.listen == self.http.listen {
+            return Err(("http.listen".into(), "must differ from rtsp.listen".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Stream names and device ids go into URLs, paths and MQTT topics.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[agent]
+device_id = "edge-01"
+data_dir = "./data"
+
+[rtsp]
+listen = "0.0.0.0:8554"
+
+[http]
+listen = "0.0.0.0:8888"
+
+[[stream]]
+name = "cam"
+source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2000, audio = true }
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text, Path::new("x.toml")).unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
+        assert_eq!(c.streams.len(), 1);
+        assert_eq!(c.rtsp.listen.port(), 8554);
+        let SourceConfig::Test(t) = &c.streams[0].source;
+        assert_eq!((t.width, t.height, t.fps), (1280, 720, 30));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = GOOD.replace("[rtsp]\n", "[rtsp]\nlisten_port = 1\n");
+        let e = err(&text);
+        assert_eq!(e.line, Some(7));
+        assert_eq!(e.key.as_deref(), Some("listen_port"));
+        let shown = e.to_string();
+        assert!(shown.starts_with("x.toml:7"), "{shown}");
+        assert!(shown.contains("unknown field"), "{shown}");
+    }
+
+    #[test]
+    fn bad_value_inside_an_inline_table_names_its_key() {
+        let text = GOOD.replace("fps = 30", "fps = \"fast\"");
+        let e = err(&text);
+        assert_eq!(e.line, Some(14));
+        assert_eq!(e.key.as_deref(), Some("fps"));
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let text = GOOD.replace("width = 1280", "width = 1281");
+        let e = err(&text);
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.width"));
+        assert_eq!(e.line, Some(14));
+        let text = format!("{GOOD}\n[[stream]]\nname = \"cam\"\nsource = {{ kind = \"test\" }}\n");
+        let e = err(&text);
+        assert_eq!(e.key.as_deref(), Some("stream[1].name"));
+        assert_eq!(e.line, Some(17));
+    }
+}

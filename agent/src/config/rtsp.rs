@@ -1,0 +1,113 @@
+//! `[rtsp]`: the RTSP server.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::Invalid;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Sessions beyond this get 453 Not Enough Bandwidth.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// A session with no request and no RTCP for this long is closed.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_seconds: u64,
+    /// Largest RTP packet sent, in bytes (RTP header included).
+    #[serde(default = "default_max_packet")]
+    pub max_packet_size: usize,
+    pub auth: Option<RtspAuthConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    ([0, 0, 0, 0], 8554).into()
+}
+fn default_max_sessions() -> usize {
+    100
+}
+fn default_session_timeout() -> u64 {
+    60
+}
+fn default_max_packet() -> usize {
+    1400
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_sessions: default_max_sessions(),
+            session_timeout_seconds: default_session_timeout(),
+            max_packet_size: default_max_packet(),
+            auth: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspAuthMethod {
+    Basic,
+    Digest,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspAuthConfig {
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Challenges offered, in order. Basic sends the password in clear.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<RtspAuthMethod>,
+    pub users: Vec<User>,
+}
+
+fn default_realm() -> String {
+    "StreamSwitch".into()
+}
+fn default_methods() -> Vec<RtspAuthMethod> {
+    vec![RtspAuthMethod::Digest]
+}
+
+impl RtspConfig {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if self.max_sessions == 0 {
+            return Err(("rtsp.max_sessions".into(), "must be at least 1".into()));
+        }
+        if self.session_timeout_seconds < 5 {
+            return Err((
+                "rtsp.session_timeout_seconds".into(),
+                "must be at least 5".into(),
+            ));
+        }
+        if !(200..=65_000).contains(&self.max_packet_size) {
+            return Err((
+                "rtsp.max_packet_size".into(),
+                "must be between 200 and 65000".into(),
+            ));
+        }
+        if let Some(auth) = &self.auth {
+            if auth.users.is_empty() {
+                return Err(("rtsp.auth.users".into(), "needs at least one user".into()));
+            }
+            if auth.methods.is_empty() {
+                return Err((
+                    "rtsp.auth.methods".into(),
+                    "needs \"basic\", \"digest\" or both".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

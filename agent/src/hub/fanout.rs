@@ -1,0 +1,269 @@
+//! One writer, many readers, bounded memory: a broadcast ring plus a cache
+//! of the current group of pictures (GOP) so a new reader starts on a
+//! keyframe at once. A reader that falls behind the ring loses what it
+//! missed and skips ahead to the next GOP start; it never slows the writer
+//! or the other readers.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+/// Bounds of the GOP cache. A GOP larger than this is not cached: new
+/// readers then wait for the next keyframe instead of memory growing.
+#[derive(Clone, Copy, Debug)]
+pub struct GopLimits {
+    pub max_items: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Clone)]
+struct Entry<T> {
+    item: T,
+    gop_start: bool,
+}
+
+struct GopCache<T> {
+    entries: Vec<Entry<T>>,
+    bytes: usize,
+    /// False until a GOP start arrives, and after an overflow.
+    valid: bool,
+}
+
+pub struct Fanout<T> {
+    gop: Mutex<GopCache<T>>,
+    tx: broadcast::Sender<Entry<T>>,
+    limits: GopLimits,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Fanout<T> {
+    /// `capacity` is the ring length in items: how far a reader may fall
+    /// behind before it starts skipping.
+    pub fn new(capacity: usize, limits: GopLimits) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self {
+            gop: Mutex::new(GopCache {
+                entries: Vec::new(),
+                bytes: 0,
+                valid: false,
+            }),
+            tx,
+            limits,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn publish(&self, item: T, gop_start: bool, bytes: usize) {
+        let entry = Entry { item, gop_start };
+        // The cache and the ring change under one lock, so that a reader
+        // subscribing in between sees every item exactly once.
+        let mut gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
+        if gop_start {
+            gop.entries.clear();
+            gop.bytes = 0;
+            gop.valid = true;
+        }
+        if gop.valid {
+            if gop.entries.len() >= self.limits.max_items
+                || gop.bytes + bytes > self.limits.max_bytes
+            {
+                gop.entries.clear();
+                gop.bytes = 0;
+                gop.valid = false;
+            } else {
+                gop.entries.push(entry.clone());
+                gop.bytes += bytes;
+            }
+        }
+        let _ = self.tx.send(entry);
+    }
+
+    /// Drops the cached GOP: readers that join now wait for the next one.
+    pub fn reset(&self) {
+        let mut gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
+        gop.entries.clear();
+        gop.bytes = 0;
+        gop.valid = false;
+    }
+
+    pub fn subscribe(&self) -> Reader<T> {
+        let gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
+        let backlog: VecDeque<Entry<T>> = gop.entries.iter().cloned().collect();
+        let rx = self.tx.subscribe();
+        Reader {
+            skipping: backlog.is_empty(),
+            backlog,
+            rx,
+            dropped: self.dropped.clone(),
+        }
+    }
+
+    pub fn reader_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Items that slow readers lost, over all readers.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Reader<T> {
+    backlog: VecDeque<Entry<T>>,
+    rx: broadcast::Receiver<Entry<T>>,
+    /// Waiting for a GOP start, after joining with no cache or after lagging.
+    skipping: bool,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<T: Clone> Reader<T> {
+    /// The next item; `None` once the writer is gone.
+    pub async fn recv(&mut self) -> Option<T> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(e.item);
+        }
+        loop {
+            let result = self.rx.recv().await;
+            match self.accept(result.map_err(|e| match e {
+                RecvError::Lagged(n) => Lag::Lagged(n),
+                RecvError::Closed => Lag::Closed,
+            })) {
+                Step::Item(item) => return Some(item),
+                Step::Skip => continue,
+                Step::Closed => return None,
+            }
+        }
+    }
+
+    /// The next item if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<T> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(e.item);
+        }
+        loop {
+            let result = self.rx.try_recv();
+            let result = match result {
+                Ok(e) => Ok(e),
+                Err(TryRecvError::Lagged(n)) => Err(Lag::Lagged(n)),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => return None,
+            };
+            match self.accept(result) {
+                Step::Item(item) => return Some(item),
+                Step::Skip => continue,
+                Step::Closed => return None,
+            }
+        }
+    }
+
+    fn accept(&mut self, result: Result<Entry<T>, Lag>) -> Step<T> {
+        match result {
+            Ok(e) => {
+                if self.skipping {
+                    if !e.gop_start {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        return Step::Skip;
+                    }
+                    self.skipping = false;
+                }
+                Step::Item(e.item)
+            }
+            Err(Lag::Lagged(n)) => {
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.skipping = true;
+                Step::Skip
+            }
+            Err(Lag::Closed) => Step::Closed,
+        }
+    }
+}
+
+enum Lag {
+    Lagged(u64),
+    Closed,
+}
+
+enum Step<T> {
+    Item(T),
+    Skip,
+    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: GopLimits = GopLimits {
+        max_items: 100,
+        max_bytes: 1 << 20,
+    };
+
+    #[tokio::test]
+    async fn late_reader_starts_at_the_cached_gop() {
+        let f = Fanout::new(16, LIMITS);
+        f.publish(1, false, 1);
+        f.publish(2, true, 1);
+        f.publish(3, false, 1);
+        let mut r = f.subscribe();
+        f.publish(4, false, 1);
+        assert_eq!(r.recv().await, Some(2));
+        assert_eq!(r.recv().await, Some(3));
+        assert_eq!(r.recv().await, Some(4));
+        assert_eq!(r.try_recv(), None);
+    }
+
+    #[tokio::test]
+    async fn reader_without_cache_waits_for_a_gop_start() {
+        let f = Fanout::new(16, LIMITS);
+        let mut r = f.subscribe();
+        f.publish(1, false, 1);
+        f.publish(2, true, 1);
+        assert_eq!(r.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn slow_reader_skips_to_the_next_gop_and_the_fast_one_loses_nothing() {
+        let f = Fanout::new(4, LIMITS);
+        f.publish(0, true, 1);
+        let mut slow = f.subscribe();
+        let mut fast = f.subscribe();
+        assert_eq!(fast.recv().await, Some(0));
+        for i in 1..=10 {
+            f.publish(i, i == 8, 1);
+            assert_eq!(fast.recv().await, Some(i));
+        }
+        assert_eq!(slow.recv().await, Some(0));
+        assert_eq!(slow.recv().await, Some(8));
+        assert_eq!(slow.recv().await, Some(9));
+        assert!(f.dropped() > 0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_gop_is_not_cached() {
+        let f = Fanout::new(
+            16,
+            GopLimits {
+                max_items: 2,
+                max_bytes: 100,
+            },
+        );
+        f.publish(1, true, 1);
+        f.publish(2, false, 1);
+        f.publish(3, false, 1);
+        let mut r = f.subscribe();
+        f.publish(4, false, 1);
+        f.publish(5, true, 1);
+        assert_eq!(r.recv().await, Some(5));
+    }
+
+    #[tokio::test]
+    async fn closed_writer_ends_readers() {
+        let f = Fanout::new(4, LIMITS);
+        f.publish(1, true, 1);
+        let mut r = f.subscribe();
+        drop(f);
+        assert_eq!(r.recv().await, Some(1));
+        assert_eq!(r.recv().await, None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Counters of a hub, read by /metrics and the state report.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+/// The outputs that read a hub, for per-protocol viewer counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Rtsp = 0,
+    Hls = 1,
+    Record = 2,
+    Uplink = 3,
+}
+
+impl Output {
+    pub const ALL: [Output; 4] = [Output::Rtsp, Output::Hls, Output::Record, Output::Uplink];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Output::Rtsp => "rtsp",
+            Output::Hls => "hls",
+            Output::Record => "record",
+            Output::Uplink => "uplink",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct HubStats {
+    video_frames: AtomicU64,
+    audio_frames: AtomicU64,
+    bytes: AtomicU64,
+    /// Video frames counted in the current one-second window, and where
+    /// that window started (media milliseconds); the last full window's count.
+    window_frames: AtomicU32,
+    window_start_ms: AtomicI64,
+    fps: AtomicU32,
+    pub(super) viewers: [AtomicU32; 4],
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StatsSnapshot {
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub bytes: u64,
+    pub fps: u32,
+    pub dropped: u64,
+    /// Indexed by `Output as usize`.
+    pub viewers: [u32; 4],
+}
+
+impl HubStats {
+    pub(super) fn count_frame(&self, video: bool, len: usize, pts: i64, clock_rate: u32) {
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        if !video {
+            self.audio_frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.video_frames.fetch_add(1, Ordering::Relaxed);
+        let ms = pts.saturating_mul(1000) / clock_rate.max(1) as i64;
+        let start = self.window_start_ms.load(Ordering::Relaxed);
+        if ms - start >= 1000 || ms < start {
+            let n = self.window_frames.swap(1, Ordering::Relaxed);
+            self.window_start_ms.store(ms, Ordering::Relaxed);
+            if ms - start < 2000 && ms >= start {
+                self.fps.store(n, Ordering::Relaxed);
+            } else {
+                self.fps.store(0, Ordering::Relaxed);
+            }
+        } else {
+            self.window_frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn snapshot(&self, dropped: u64) -> StatsSnapshot {
+        StatsSnapshot {
+            video_frames: self.video_frames.load(Ordering::Relaxed),
+            audio_frames: self.audio_frames.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            fps: self.fps.load(Ordering::Relaxed),
+            dropped,
+            viewers: std::array::from_fn(|i| self.viewers[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fps_is_counted_per_media_second() {
+        let s = HubStats::default();
+        for i in 0..91 {
+            s.count_frame(true, 10, i * 3000, 90_000);
+        }
+        let snap = s.snapshot(0);
+        assert_eq!(snap.fps, 30);
+        assert_eq!(snap.video_frames, 91);
+        assert_eq!(snap.bytes, 910);
+    }
+}

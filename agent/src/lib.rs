@@ -1,0 +1,9 @@
+//! StreamSwitch Edge: sources feed a per-stream hub, outputs read it.
+//! See docs/ and the README for the map.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod media;
+pub mod source;

@@ -1,0 +1,119 @@
+//! The media model every part of the agent shares: frames, tracks and
+//! codec parameters. Timestamps are ticks of the track's clock, counted
+//! from the stream's epoch on the monotonic clock (see [`StreamInfo`]).
+
+pub mod aac;
+pub mod h264;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// One access unit: a whole H.264 picture (length-prefixed NAL units, as in
+/// MP4) or one raw AAC frame.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Index into [`StreamInfo::tracks`].
+    pub track: usize,
+    /// Presentation time in the track's clock.
+    pub pts: i64,
+    /// Decode time in the track's clock.
+    pub dts: i64,
+    /// An IDR picture, or any audio frame.
+    pub key: bool,
+    pub data: Bytes,
+}
+
+/// Codec and its parameters for one track.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackParams {
+    H264(h264::H264Params),
+    Aac(aac::AacParams),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub params: TrackParams,
+    /// Ticks per second of `Frame::pts` for this track.
+    pub clock_rate: u32,
+}
+
+impl TrackInfo {
+    pub fn is_video(&self) -> bool {
+        matches!(self.params, TrackParams::H264(_))
+    }
+}
+
+/// What a stream carries, and when its clock started.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    pub tracks: Vec<TrackInfo>,
+    /// The monotonic instant at which every track's timestamp is zero.
+    pub epoch: Instant,
+}
+
+impl StreamInfo {
+    pub fn video_track(&self) -> Option<usize> {
+        self.tracks.iter().position(TrackInfo::is_video)
+    }
+
+    /// A short description for logs, like `H264 1280x720, AAC 48000 Hz`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .tracks
+            .iter()
+            .map(|t| match &t.params {
+                TrackParams::H264(p) => format!("H264 {}x{}", p.width, p.height),
+                TrackParams::Aac(p) => format!("AAC {} Hz {} ch", p.sample_rate, p.channels),
+            })
+            .collect();
+        parts.join(", ")
+    }
+
+    pub fn audio_track(&self) -> Option<usize> {
+        self.tracks.iter().position(|t| !t.is_video())
+    }
+
+    /// The monotonic instant at which a frame of `track` with `pts` was captured.
+    pub fn instant_of(&self, track: usize, pts: i64) -> Instant {
+        let rate = self.tracks.get(track).map_or(90_000, |t| t.clock_rate) as i64;
+        let pts = pts.max(0);
+        let d = Duration::from_secs((pts / rate) as u64)
+            + Duration::from_nanos(((pts % rate) * 1_000_000_000 / rate) as u64);
+        self.epoch + d
+    }
+}
+
+pub type SharedStreamInfo = Arc<StreamInfo>;
+
+/// Converts a duration since the epoch into ticks of `rate`.
+pub fn ticks_since(epoch: Instant, at: Instant, rate: u32) -> i64 {
+    let d = at.saturating_duration_since(epoch);
+    (d.as_secs() as i64) * rate as i64 + (d.subsec_nanos() as i64 * rate as i64) / 1_000_000_000
+}
+
+/// Rescales `ticks` from one clock rate to another, rounding down.
+pub fn rescale(ticks: i64, from: u32, to: u32) -> i64 {
+    ((ticks as i128 * to as i128) / from as i128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_trip_through_instants() {
+        let epoch = Instant::now();
+        let info = StreamInfo {
+            tracks: vec![TrackInfo {
+                params: TrackParams::Aac(aac::AacParams::lc(48_000, 1)),
+                clock_rate: 48_000,
+            }],
+            epoch,
+        };
+        let at = info.instant_of(0, 48_000 * 3 + 24_000);
+        assert_eq!(ticks_since(epoch, at, 48_000), 48_000 * 3 + 24_000);
+        assert_eq!(rescale(90_000, 90_000, 1000), 1000);
+    }
+}

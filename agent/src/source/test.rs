@@ -1,0 +1,230 @@
+//! The built-in test source: the test pattern encoded to H.264 and a tone
+//! encoded to AAC-LC, paced in real time on the monotonic clock. Encoding
+//! runs on two threads of its own so that it never stalls the reactor.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use streamswitch_hal::{AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, I420Image};
+use tokio::sync::watch;
+
+use super::pattern::Pattern;
+use crate::config::TestSourceConfig;
+use crate::hub::Hub;
+use crate::media::aac::AacParams;
+use crate::media::h264::{self, H264Params};
+use crate::media::{ticks_since, Frame, StreamInfo, TrackInfo, TrackParams};
+
+pub const AUDIO_RATE: u32 = 48_000;
+const TONE_HZ: f32 = 1000.0;
+const AUDIO_BITRATE: u32 = 64_000;
+
+/// Runs until `shutdown` turns true or an encoder fails.
+pub async fn run(
+    hub: Arc<Hub>,
+    config: TestSourceConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(2);
+    let threads = {
+        let (hub, stop, done) = (hub.clone(), stop.clone(), done_tx.clone());
+        thread::Builder::new()
+            .name(format!("test-src-{}", hub.name()))
+            .spawn(move || {
+                let r = produce(&hub, &config, &stop);
+                let _ = done.blocking_send(r);
+            })
+            .context("starting the test source thread")?
+    };
+    drop(done_tx);
+    let result = tokio::select! {
+        r = done_rx.recv() => r.unwrap_or(Ok(())),
+        _ = shutdown.wait_for(|s| *s) => Ok(()),
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || threads.join()).await;
+    result
+}
+
+/// Sets up both encoders, announces the tracks and runs the video loop on
+/// this thread and the audio loop on another.
+fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) -> Result<()> {
+    let keyframe_interval = ((config.fps as f64 * config.keyframe_seconds).round() as u32).max(1);
+    let mut video = H264Encoder::new(H264EncoderConfig {
+        width: config.width,
+        height: config.height,
+        fps: config.fps,
+        bitrate_bps: config.bitrate_kbps * 1000,
+        keyframe_interval,
+    })?;
+    let mut pattern = Pattern::new(config.width, config.height);
+    let epoch = Instant::now();
+
+    // The first picture is an IDR and carries the parameter sets.
+    let first = video.encode(&I420Image {
+        width: config.width,
+        height: config.height,
+        data: pattern.draw(0),
+    })?;
+    let sps = find_nal(&first.nals, h264::NAL_SPS).ok_or_else(|| anyhow!("encoder gave no SPS"))?;
+    let pps = find_nal(&first.nals, h264::NAL_PPS).ok_or_else(|| anyhow!("encoder gave no PPS"))?;
+    let mut tracks = vec![TrackInfo {
+        params: TrackParams::H264(H264Params {
+            sps: Bytes::copy_from_slice(sps),
+            pps: Bytes::copy_from_slice(pps),
+            width: config.width,
+            height: config.height,
+        }),
+        clock_rate: 90_000,
+    }];
+    // libxaac's encoder cannot move between threads: the audio thread
+    // makes its own and sends back the AudioSpecificConfig.
+    let audio_thread = if config.audio {
+        let (hub, stop) = (hub.clone(), stop.clone());
+        let (asc_tx, asc_rx) = std::sync::mpsc::channel();
+        let handle = thread::Builder::new()
+            .name(format!("test-aac-{}", hub.name()))
+            .spawn(move || audio_thread(&hub, epoch, &stop, asc_tx))
+            .context("starting the test audio thread")?;
+        let Ok(asc) = asc_rx.recv() else {
+            return Err(join_audio(handle)
+                .err()
+                .unwrap_or_else(|| anyhow!("the AAC encoder did not start")));
+        };
+        let mut params = AacParams::lc(AUDIO_RATE, 1);
+        params.config = Bytes::from(asc);
+        tracks.push(TrackInfo {
+            params: TrackParams::Aac(params),
+            clock_rate: AUDIO_RATE,
+        });
+        Some(handle)
+    } else {
+        None
+    };
+    hub.set_info(StreamInfo { tracks, epoch });
+    hub.publish(video_frame(&first.nals, true, 0));
+    let result = video_loop(hub, &mut video, &mut pattern, config, epoch, stop);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = audio_thread {
+        join_audio(t)?;
+    }
+    result
+}
+
+fn join_audio(handle: thread::JoinHandle<Result<()>>) -> Result<()> {
+    handle
+        .join()
+        .map_err(|_| anyhow!("test audio thread panicked"))?
+}
+
+fn audio_thread(
+    hub: &Hub,
+    epoch: Instant,
+    stop: &AtomicBool,
+    asc: std::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<()> {
+    let encoder = AacEncoder::new(AacEncoderConfig {
+        sample_rate: AUDIO_RATE,
+        channels: 1,
+        bitrate_bps: AUDIO_BITRATE,
+    })?;
+    let _ = asc.send(encoder.audio_specific_config().to_vec());
+    drop(asc);
+    audio_loop(hub, encoder, epoch, stop)
+}
+
+fn video_loop(
+    hub: &Hub,
+    encoder: &mut H264Encoder,
+    pattern: &mut Pattern,
+    config: &TestSourceConfig,
+    epoch: Instant,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let frame_time = Duration::from_secs(1) / config.fps;
+    let mut n: u64 = 1;
+    while !stop.load(Ordering::Relaxed) {
+        let due = epoch + frame_time * n as u32;
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        } else if now - due > frame_time * 2 {
+            // Too slow to keep up: skip ahead rather than drift. The counter
+            // keeps counting, so the skipped numbers show the loss.
+            n += ((now - due).as_nanos() / frame_time.as_nanos()) as u64;
+            continue;
+        }
+        let captured = Instant::now();
+        let picture = encoder.encode(&I420Image {
+            width: config.width,
+            height: config.height,
+            data: pattern.draw(n),
+        })?;
+        n += 1;
+        if picture.nals.is_empty() {
+            continue;
+        }
+        let pts = ticks_since(epoch, captured, 90_000);
+        hub.publish(video_frame(&picture.nals, picture.keyframe, pts));
+    }
+    Ok(())
+}
+
+fn audio_loop(hub: &Hub, mut encoder: AacEncoder, epoch: Instant, stop: &AtomicBool) -> Result<()> {
+    let samples = encoder.frame_samples();
+    let start = ticks_since(epoch, Instant::now(), AUDIO_RATE);
+    let mut pcm = vec![0i16; samples];
+    let mut phase = 0f32;
+    let step = TONE_HZ * std::f32::consts::TAU / AUDIO_RATE as f32;
+    let (mut read, mut written) = (0i64, 0i64);
+    while !stop.load(Ordering::Relaxed) {
+        // PCM "arrives" once the last of its samples would have been captured.
+        let due = epoch
+            + Duration::from_nanos(
+                ((start + read + samples as i64) as u64) * 1_000_000_000 / AUDIO_RATE as u64,
+            );
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        for s in pcm.iter_mut() {
+            *s = (phase.sin() * 8000.0) as i16;
+            phase = (phase + step) % std::f32::consts::TAU;
+        }
+        read += samples as i64;
+        let au = encoder.encode(&pcm)?;
+        if au.is_empty() {
+            continue;
+        }
+        hub.publish(Frame {
+            track: 1,
+            pts: start + written,
+            dts: start + written,
+            key: true,
+            data: Bytes::from(au),
+        });
+        written += samples as i64;
+    }
+    Ok(())
+}
+
+fn find_nal(nals: &[Vec<u8>], kind: u8) -> Option<&[u8]> {
+    nals.iter()
+        .find(|n| n.first().map(|b| b & 0x1f) == Some(kind))
+        .map(Vec::as_slice)
+}
+
+fn video_frame(nals: &[Vec<u8>], key: bool, pts: i64) -> Frame {
+    Frame {
+        track: 0,
+        pts,
+        dts: pts,
+        key,
+        data: h264::length_prefixed(nals.iter().map(Vec::as_slice)),
+    }
+}

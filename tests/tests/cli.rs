@@ -1,0 +1,82 @@
+//! The command line: version, config checking, start-up and clean stop.
+
+use std::process::Command;
+use std::time::Duration;
+
+use streamswitch_tests::{agent_bin, test_stream, Agent};
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = Command::new(agent_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(agent_bin())
+                .arg("check-config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[agent]\ndevice_id = \"x\"\n\n[rtsp]\nlisten = \"0.0.0.0:8554\"\nmax_sesions = 3\n",
+    )
+    .unwrap();
+    let out = Command::new(agent_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:6"), "{err}");
+    assert!(err.contains("max_sesions"), "{err}");
+    // `run` refuses it the same way, before opening any port.
+    let out = Command::new(agent_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_sesions"));
+}
+
+#[test]
+fn logs_each_stream_url_and_stops_cleanly_on_sigterm() {
+    let mut agent =
+        Agent::start(&(test_stream("one", 160, 120, 10) + &test_stream("two", 160, 120, 10)));
+    agent.wait_ready(2);
+    let url_one = agent.rtsp_url("one");
+    let url_two = agent.rtsp_url("two");
+    let log = agent.log().join("\n");
+    assert!(log.contains(&url_one), "{log}");
+    assert!(log.contains(&url_two), "{log}");
+    let status = agent
+        .terminate(Duration::from_secs(10))
+        .expect("agent exits on SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
