@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod media;
