@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::hls::Hls;
 use crate::http;
 use crate::hub::{Hub, Streams};
 use crate::source;
@@ -20,6 +21,7 @@ use crate::source;
 pub struct AppContext {
     pub config: Arc<Config>,
     pub streams: Arc<Streams>,
+    pub hls: Arc<Hls>,
 }
 
 /// Runs the agent until `shutdown` turns true.
@@ -34,6 +36,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
     }
     let ctx = Arc::new(AppContext {
         config: config.clone(),
+        hls: Arc::new(Hls::new(
+            config.hls.clone(),
+            streams.clone(),
+            shutdown.clone(),
+        )),
         streams,
     });
 
