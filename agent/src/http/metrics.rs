@@ -184,7 +184,13 @@ mod process {
             cpu_seconds: stat.map_or(0.0, |s| s.cpu_ticks as f64 / ticks),
             rss_bytes: rss_kb.unwrap_or(0) * 1024,
             uptime_seconds: match (stat, boot_uptime) {
-                (Some(s), Some(up)) => (up - s.start_ticks as f64 / ticks).max(0.0),
+                // To the clock tick: the subtraction leaves float noise.
+                (Some(s), Some(up)) => {
+                    ((up - s.start_ticks as f64 / ticks) * ticks)
+                        .round()
+                        .max(0.0)
+                        / ticks
+                }
                 _ => 0.0,
             },
         }
