@@ -112,7 +112,7 @@ fn ffmpeg_decodes_six_seconds_at_the_full_frame_rate() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("frame="))
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0);
     assert!(
         frames >= expected * 95 / 100,
