@@ -7,4 +7,5 @@ pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod record;
 pub mod source;
