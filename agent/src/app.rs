@@ -15,13 +15,14 @@ use crate::config::Config;
 use crate::hls::Hls;
 use crate::http;
 use crate::hub::{Hub, Streams};
-use crate::source;
+use crate::{record, source};
 
 /// What every output and the control side share.
 pub struct AppContext {
     pub config: Arc<Config>,
     pub streams: Arc<Streams>,
     pub hls: Arc<Hls>,
+    pub recorders: Arc<record::Recorders>,
 }
 
 /// Runs the agent until `shutdown` turns true.
@@ -34,6 +35,16 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         streams.insert(hub.clone());
         tasks.spawn(source::supervise(hub, s.source.clone(), shutdown.clone()));
     }
+    let recorders = record::Recorders::start(
+        &config,
+        &streams,
+        record::clock::from_env(),
+        shutdown.clone(),
+    );
+    {
+        let recorders = recorders.clone();
+        tasks.spawn(async move { recorders.wait().await });
+    }
     let ctx = Arc::new(AppContext {
         config: config.clone(),
         hls: Arc::new(Hls::new(
@@ -42,6 +53,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
             shutdown.clone(),
         )),
         streams,
+        recorders,
     });
 
     let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;

@@ -261,7 +261,7 @@ fn check_labels(labels: &str) -> Result<(), String> {
 #[test]
 fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     let agent = Agent::start(&format!(
-        "\n[hls]\nidle_timeout_seconds = 2\n\n{}",
+        "\n[hls]\nidle_timeout_seconds = 2\n\n{}record = {{ enabled = true }}\n",
         test_stream("cam", 320, 240, 25)
     ));
     agent.wait_ready(1);
@@ -308,6 +308,16 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     assert!(during.get(bytes) > before.get(bytes));
     let audio = "streamswitch_stream_frames_total{stream=\"cam\",kind=\"audio\"}";
     assert!(during.get(audio) > before.get(audio));
+    let recorded = "streamswitch_recording_bytes_total{stream=\"cam\"}";
+    assert!(during.get(recorded) > before.get(recorded));
+    assert_eq!(
+        during.get("streamswitch_recording_active{stream=\"cam\"}"),
+        1.0
+    );
+    assert_eq!(
+        during.get("streamswitch_recording_errors_total{stream=\"cam\"}"),
+        0.0
+    );
     assert!(during.get("process_cpu_seconds_total") > 0.0);
     assert!(during.get("process_resident_memory_bytes") > 1e6);
     assert!(during.get("streamswitch_uptime_seconds") > 0.0);

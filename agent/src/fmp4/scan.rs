@@ -299,3 +299,22 @@ pub fn with_duration(header: &[u8], duration: Duration) -> Result<Bytes> {
     }
     Ok(Bytes::from(out))
 }
+
+/// The duration the header at the start of a file declares (mvhd), read
+/// from the file's first bytes; `None` when they hold no complete moov.
+pub fn declared_duration(prefix: &[u8]) -> Option<Duration> {
+    let mut pos = 0usize;
+    while pos + 8 <= prefix.len() {
+        let size = u32::from_be_bytes(prefix[pos..pos + 4].try_into().ok()?) as usize;
+        if size < 8 || pos + size > prefix.len() {
+            return None;
+        }
+        if &prefix[pos + 4..pos + 8] == b"moov" {
+            let moov = Moov::decode(&mut &prefix[pos..pos + size]).ok()?;
+            let ms = moov.mvhd.duration as u128 * 1000 / moov.mvhd.timescale.max(1) as u128;
+            return Some(Duration::from_millis(ms as u64));
+        }
+        pos += size;
+    }
+    None
+}

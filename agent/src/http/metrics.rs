@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus text exposition format 0.0.4. Per stream: frames,
-//! bytes, frame rate, frames lost by slow readers, viewers per protocol;
-//! per process: CPU seconds, resident memory, uptime.
+//! bytes, frame rate, frames lost by slow readers, viewers per protocol,
+//! recording bytes and errors; per process: CPU seconds, resident memory,
+//! uptime.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -88,6 +89,40 @@ async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
         "HLS muxers running (streams watched over HLS).",
     );
     m.sample(&[], ctx.hls.active() as u64);
+
+    let recorders = ctx.recorders.statuses();
+    m.family(
+        "streamswitch_recording_active",
+        "gauge",
+        "1 while the stream's recorder has a file open.",
+    );
+    for r in &recorders {
+        m.sample(&[("stream", &r.stream)], u64::from(r.recording));
+    }
+    m.family(
+        "streamswitch_recording_bytes_total",
+        "counter",
+        "Bytes the stream's recorder wrote to disk.",
+    );
+    for r in &recorders {
+        m.sample(&[("stream", &r.stream)], r.bytes_written);
+    }
+    m.family(
+        "streamswitch_recording_errors_total",
+        "counter",
+        "Write, sync and file errors of the stream's recorder.",
+    );
+    for r in &recorders {
+        m.sample(&[("stream", &r.stream)], r.errors);
+    }
+    m.family(
+        "streamswitch_recording_fsyncs_total",
+        "counter",
+        "fsync calls of the stream's recorder.",
+    );
+    for r in &recorders {
+        m.sample(&[("stream", &r.stream)], r.fsyncs);
+    }
 
     let process = process::read();
     m.family(

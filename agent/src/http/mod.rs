@@ -7,6 +7,7 @@ mod auth;
 mod cors;
 mod hls;
 mod metrics;
+mod recordings;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub fn router(ctx: Arc<AppContext>) -> Router {
         .merge(api::routes())
         .merge(metrics::routes())
         .merge(hls::routes())
+        .merge(recordings::routes())
         .with_state(ctx);
     if let Some(auth) = http.auth {
         router = router.layer(middleware::from_fn_with_state(
