@@ -7,7 +7,8 @@
 //!   and its end: start + duration) against the wall clock when the
 //!   answer arrives. Median and p90.
 //! - Memory per active muxer: agent VmRSS with N streams watched over HLS
-//!   minus the same agent before any HLS request, divided by N.
+//!   minus the same agent before any HLS request, divided by N; and the
+//!   CPU the muxers and their requests add (net CPU-s per muxer-minute).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -97,10 +98,13 @@ fn memory(n: usize) {
     let agent = Agent::start(&config);
     agent.wait_ready(n);
     std::thread::sleep(Duration::from_secs(3));
+    let idle = cpu_window(&agent, || std::thread::sleep(Duration::from_secs(10)));
     let without = median_rss(&agent, 5);
     // Watch every stream long enough to fill the segment window (7 s by
-    // default), keeping the muxers busy with blocking reloads.
-    let deadline = Instant::now() + Duration::from_secs(12);
+    // default), reloading each playlist about three times a second.
+    let started = Instant::now();
+    let cpu_start = cpu_seconds(&agent);
+    let deadline = started + Duration::from_secs(12);
     let mut playlists: Vec<Playlist> = (0..n)
         .map(|i| playlist(&agent, &format!("s{i}"), ""))
         .collect();
@@ -110,6 +114,7 @@ fn memory(n: usize) {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    let watched = (cpu_seconds(&agent) - cpu_start) / started.elapsed().as_secs_f64();
     let with = median_rss(&agent, 5);
     let window_kb: f64 = playlists
         .iter()
@@ -127,6 +132,31 @@ fn memory(n: usize) {
         "memory: VmRSS {without} kB with {n} streams and no HLS, {with} kB with {n} muxers: {:.0} kB per muxer (segment window holds about {window_kb:.0} kB of media)",
         (with as f64 - without as f64) / n as f64
     );
+    println!(
+        "cpu: {:.3} CPU-s/min with no HLS, {:.3} with {n} watched muxers: net {:.4} CPU-s per muxer-minute (3 playlist reloads/s each)",
+        idle * 60.0,
+        watched * 60.0,
+        (watched - idle) * 60.0 / n as f64
+    );
+}
+
+/// The agent's CPU seconds per second while `f` runs.
+fn cpu_window(agent: &Agent, f: impl FnOnce()) -> f64 {
+    let (t0, c0) = (Instant::now(), cpu_seconds(agent));
+    f();
+    (cpu_seconds(agent) - c0) / t0.elapsed().as_secs_f64()
+}
+
+/// utime + stime of the agent, all threads, from /proc/PID/stat.
+fn cpu_seconds(agent: &Agent) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).expect("stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 1..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
 }
 
 /// Median and 90th percentile.
