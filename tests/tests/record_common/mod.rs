@@ -247,3 +247,70 @@ pub fn media_span(path: &Path) -> f64 {
     }
     end - start
 }
+
+/// A tmpfs of `size` (like "4m") mounted on `dir`, unmounted on drop.
+/// `None`, with a loud message, when this user may not mount.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs {
+                dir: dir.to_owned(),
+            }),
+            Ok(o) => {
+                eprintln!(
+                    "\n*** SKIPPED: cannot mount a tmpfs ({}): run the tests as root for the small-filesystem checks ***\n",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("\n*** SKIPPED: cannot run mount ({e}) ***\n");
+                None
+            }
+        }
+    }
+
+    /// Free space in percent of the filesystem.
+    pub fn free_percent(&self) -> f64 {
+        let out = Command::new("df")
+            .args(["--output=size,avail", "-B1"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().nth(1).unwrap();
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        v[1] * 100.0 / v[0]
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// A recording file name for `secs_ago` seconds before now.
+pub fn name_for_seconds_ago(stream: &str, secs_ago: u64) -> (String, String) {
+    let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%d %Y%m%dT%H%M%S"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (day, stamp) = text.trim().split_once(' ').unwrap();
+    (day.to_owned(), format!("{stream}_{stamp}.000Z.mp4"))
+}
