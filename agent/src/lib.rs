@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod config;
+pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod record;
 pub mod source;
