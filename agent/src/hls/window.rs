@@ -146,9 +146,13 @@ impl Window {
         }
     }
 
-    /// MSN of the newest segment in the playlist, open or complete.
-    fn last_msn(&self) -> Option<u64> {
-        self.segments.back().map(|s| s.msn)
+    /// MSN of the newest complete segment.
+    fn last_complete_msn(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| s.complete)
+            .map(|s| s.msn)
     }
 
     /// True once the playlist holds part `part` of segment `msn` (or the
@@ -168,7 +172,7 @@ impl Window {
     /// A blocking reload for an MSN this far past the live edge cannot be
     /// answered (rfc8216bis 6.2.5.2: more than two segments ahead).
     pub fn too_far(&self, msn: u64) -> bool {
-        let last = self.last_msn().unwrap_or(0);
+        let last = self.last_complete_msn().unwrap_or(self.next_msn);
         msn > last + 2
     }
 
@@ -297,8 +301,9 @@ mod tests {
         assert!(w.has(0, Some(9)), "a complete segment satisfies any part");
         assert!(!w.has(1, None));
         assert!(!w.has(2, Some(0)));
-        assert!(!w.too_far(3));
-        assert!(w.too_far(4));
+        // Segment 0 is the last complete one: up to 2 is fine.
+        assert!(!w.too_far(2));
+        assert!(w.too_far(3));
     }
 
     #[test]
