@@ -7,3 +7,4 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod source;
+pub mod status;

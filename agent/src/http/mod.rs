@@ -2,6 +2,7 @@
 //! outputs that need it land, recordings, HLS, metrics and the web UI.
 
 mod api;
+mod ui;
 
 use std::sync::Arc;
 
@@ -13,7 +14,10 @@ use crate::app::AppContext;
 
 /// Every route the agent serves over HTTP.
 pub fn router(ctx: Arc<AppContext>) -> Router {
-    Router::new().merge(api::routes()).with_state(ctx)
+    Router::new()
+        .merge(api::routes())
+        .merge(ui::routes())
+        .with_state(ctx)
 }
 
 /// Serves until `shutdown` turns true.

@@ -1,0 +1,317 @@
+//! The web UI and `/api/status`: plain HTTP checks of what the agent
+//! serves, and the page driven in a real headless Chromium
+//! (tests/browser/web_ui.mjs, installed by tests/setup.sh).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use streamswitch_tests::{run_with_timeout, test_stream, wait_for_port, Agent};
+
+/// A response as read off the socket.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A one-shot HTTP/1.1 GET with `Connection: close`, read to the end.
+fn get(agent: &Agent, path: &str, extra_headers: &[(&str, &str)]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", agent.http_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in extra_headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 2 + size + 2..];
+    }
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// `df`'s view of the filesystem holding `path`: (size, available) in bytes.
+fn df(path: &Path) -> (u64, u64) {
+    let out = Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(path)
+        .output()
+        .expect("df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .expect("df row")
+        .split_whitespace()
+        .map(|n| n.parse().expect("df number"))
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn status_reports_uptime_cpu_memory_and_the_data_disk() {
+    let agent = Agent::start(&test_stream("cam", 320, 240, 15));
+    agent.wait_ready(1);
+    let response = get(&agent, "/api/status", &[]);
+    assert_eq!(response.status, 200);
+    assert!(response
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json")));
+    let status = response.json();
+    let rss_kb = agent.status_kb("VmRSS");
+
+    assert_eq!(status["device_id"], "test");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    let uptime = status["uptime_s"].as_f64().expect("uptime_s");
+    assert!(uptime > 0.0 && uptime < 60.0, "uptime {uptime}");
+    // The test source encodes, so the agent has used CPU by now.
+    let cpu = status["cpu_seconds"].as_f64().expect("cpu_seconds");
+    assert!(cpu > 0.0, "cpu_seconds {cpu}");
+    let rss = status["rss_bytes"].as_u64().expect("rss_bytes");
+    let rss_now = rss_kb * 1024;
+    assert!(
+        rss > rss_now / 2 && rss < rss_now * 2,
+        "rss_bytes {rss} vs VmRSS {rss_now}"
+    );
+
+    // The data dir or, until something creates it, its nearest parent.
+    let disk = &status["disk"];
+    let path = PathBuf::from(disk["path"].as_str().expect("disk.path"));
+    assert!(
+        agent.data_dir().starts_with(&path) && path.exists(),
+        "{} is not the data dir or a parent of it",
+        path.display()
+    );
+    let total = disk["total_bytes"].as_u64().expect("total_bytes");
+    let free = disk["free_bytes"].as_u64().expect("free_bytes");
+    let (df_total, df_free) = df(&path);
+    assert_eq!(total, df_total, "total_bytes vs df");
+    // Other writers share the disk: allow 1 GB of movement.
+    assert!(
+        free.abs_diff(df_free) < 1_000_000_000,
+        "free_bytes {free} vs df {df_free}"
+    );
+    assert!(free <= total);
+
+    // The figures move: CPU time grows while the source runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = get(&agent, "/api/status", &[]).json();
+    assert!(later["uptime_s"].as_f64().unwrap() > uptime);
+    assert!(later["cpu_seconds"].as_f64().unwrap() > cpu);
+}
+
+#[test]
+fn the_page_and_its_assets_are_served_with_types_and_caching() {
+    let agent = Agent::start(&test_stream("cam", 160, 120, 10));
+    wait_for_port(agent.http_port, Duration::from_secs(10));
+    let page = get(&agent, "/", &[]);
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    assert!(html.contains("<title>StreamSwitch Edge</title>"));
+
+    // Revalidation with the page's ETag costs no body.
+    let etag = page.header("etag").expect("etag").to_owned();
+    let again = get(&agent, "/", &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+
+    let expected = [
+        ("style.css", "text/css; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("hls.min.js", "text/javascript; charset=utf-8"),
+        ("hls.js-LICENSE.txt", "text/plain; charset=utf-8"),
+    ];
+    for (name, content_type) in expected {
+        // The page links each asset with a version; that URL is cached for good.
+        let prefix = format!("\"/assets/{name}?v=");
+        let at = html
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("no link to {name}"));
+        let link_start = at + 1;
+        let link_end = link_start + html[link_start..].find('"').unwrap();
+        let link = &html[link_start..link_end];
+        let versioned = get(&agent, link, &[]);
+        assert_eq!(versioned.status, 200, "{link}");
+        assert_eq!(
+            versioned.header("content-type"),
+            Some(content_type),
+            "{link}"
+        );
+        assert_eq!(
+            versioned.header("cache-control"),
+            Some("public, max-age=31536000, immutable"),
+            "{link}"
+        );
+        // Without the version (or with a stale one), it is revalidated.
+        for path in [format!("/assets/{name}"), format!("/assets/{name}?v=old")] {
+            let plain = get(&agent, &path, &[]);
+            assert_eq!(plain.status, 200, "{path}");
+            assert_eq!(plain.header("cache-control"), Some("no-cache"), "{path}");
+            assert_eq!(plain.body, versioned.body, "{path}");
+        }
+    }
+
+    // The embedded hls.js is the pinned npm package, byte for byte.
+    let npm_copy = browser_dir().join("node_modules/hls.js/dist/hls.min.js");
+    let npm_bytes = std::fs::read(&npm_copy)
+        .unwrap_or_else(|e| panic!("{}: {e} (run tests/setup.sh)", npm_copy.display()));
+    assert!(get(&agent, "/assets/hls.min.js", &[]).body == npm_bytes);
+
+    let missing = get(&agent, "/assets/nope.js", &[]);
+    assert_eq!(missing.status, 404);
+    let traversal = get(&agent, "/assets/..%2Fsrc%2Fmain.rs", &[]);
+    assert_eq!(traversal.status, 404);
+}
+
+/// Runs tests/browser/web_ui.mjs against `agent`; returns its JSON report.
+fn drive_browser(agent: &Agent, screenshot: &Path, extra: &[&str]) -> Value {
+    let script = browser_dir().join("web_ui.mjs");
+    assert!(
+        browser_dir().join("node_modules/playwright-core").exists(),
+        "tests/browser/node_modules is missing: run tests/setup.sh"
+    );
+    let (ok, stdout, stderr) = run_with_timeout(
+        Command::new("node")
+            .arg(&script)
+            .arg(agent.http_url(""))
+            .arg(screenshot)
+            .args(extra),
+        Duration::from_secs(180),
+    );
+    assert!(ok, "node {} failed:\n{stdout}\n{stderr}", script.display());
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("browser script printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
+
+/// (first, last) currentTime of a sample series.
+fn progress(samples: &Value) -> (f64, f64) {
+    let times: Vec<f64> = samples
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| s["current_time"].as_f64().unwrap())
+        .collect();
+    assert!(times.len() >= 2, "{samples}");
+    (times[0], *times.last().unwrap())
+}
+
+#[test]
+fn the_page_lists_and_plays_the_stream_and_hls_js_plays_it_too() {
+    let agent = Agent::start(&test_stream("cam", 640, 360, 25));
+    agent.wait_ready(1);
+    let screenshot = agent.dir.path().join("ui-screenshot.png");
+    let report = drive_browser(&agent, &screenshot, &["--stream", "cam"]);
+    println!("browser report: {report}");
+    assert_eq!(report["errors"], Value::Array(vec![]), "{report:#}");
+
+    let page = &report["page"];
+    assert_eq!(page["status"], 200);
+    let streams = page["streams"].as_array().expect("streams listed");
+    assert_eq!(streams.len(), 1, "{page}");
+    assert_eq!(streams[0]["name"], "cam");
+    assert_eq!(streams[0]["state"], "live");
+    assert!(streams[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("H264 640x360"));
+    let tiles = page["status_tiles"].to_string();
+    for label in ["UPTIME", "CPU", "MEMORY", "DISK"] {
+        assert!(tiles.to_uppercase().contains(label), "{tiles}");
+    }
+
+    // The page's own player (the embedded hls.js) plays for 5 s.
+    let (first, last) = progress(&page["live_samples"]);
+    assert!(last - first > 2.5, "page player advanced {first} -> {last}");
+
+    // The screenshot exists and is more than an empty frame.
+    let png = std::fs::read(&screenshot).expect("screenshot saved");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(png.len() > 20_000, "screenshot only {} bytes", png.len());
+    let for_humans = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshot.png");
+    std::fs::copy(&screenshot, &for_humans).expect("copy screenshot to target/");
+
+    // The test harness's own hls.js, on a bare page, plays the LL-HLS stream.
+    let bare = &report["bare"];
+    assert_eq!(bare["mse"], true, "{bare}");
+    let (first, last) = progress(&bare["samples"]);
+    assert!(last - first > 2.5, "hls.js advanced {first} -> {last}");
+    assert_eq!(bare["low_latency_playlist"], true, "{bare}");
+    let latency = bare["latency"].as_f64().expect("hls.latency");
+    println!(
+        "hls.js {} latency: {latency:.2} s (target {}, samples {})",
+        bare["hls_js_version"], bare["target_latency"], bare["latency_samples"]
+    );
+    assert!(latency > 0.0, "hls.latency {latency}");
+}
