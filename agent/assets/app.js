@@ -82,6 +82,8 @@ function renderStatus(status) {
   $("version").textContent = `v${status.version}`;
   document.title = `${status.device_id} · StreamSwitch Edge`;
   $("uptime").textContent = formatDuration(status.uptime_s);
+  const started = new Date(Date.now() - status.uptime_s * 1000);
+  $("started").textContent = `since ${started.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })}`;
 
   // CPU load is the CPU time spent between two polls over the time between them.
   if (previousCpu && status.uptime_s > previousCpu.uptime_s) {
@@ -328,6 +330,7 @@ async function refreshRecordings() {
   } catch (error) {
     if (request !== recordingsRequest) return;
     $("rec-list").replaceChildren();
+    showRecordingPlayer(false);
     empty.hidden = false;
     empty.textContent =
       error instanceof HttpError && error.status === 404
@@ -339,6 +342,12 @@ async function refreshRecordings() {
   renderRecordings(recordings);
   empty.hidden = recordings.length > 0;
   empty.textContent = "No recordings on this day.";
+  showRecordingPlayer(recordings.length > 0 || Boolean($("rec-video").dataset.path));
+}
+
+function showRecordingPlayer(show) {
+  $("rec-player").hidden = !show;
+  $("recordings").classList.toggle("without-player", !show);
 }
 
 function renderRecordings(recordings) {
