@@ -12,14 +12,17 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::hls::Hls;
 use crate::http;
 use crate::hub::{Hub, Streams};
-use crate::source;
+use crate::{record, source};
 
 /// What every output and the control side share.
 pub struct AppContext {
     pub config: Arc<Config>,
     pub streams: Arc<Streams>,
+    pub hls: Arc<Hls>,
+    pub recorders: Arc<record::Recorders>,
 }
 
 /// Runs the agent until `shutdown` turns true.
@@ -32,9 +35,25 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         streams.insert(hub.clone());
         tasks.spawn(source::supervise(hub, s.source.clone(), shutdown.clone()));
     }
+    let recorders = record::Recorders::start(
+        &config,
+        &streams,
+        record::clock::from_env(),
+        shutdown.clone(),
+    );
+    {
+        let recorders = recorders.clone();
+        tasks.spawn(async move { recorders.wait().await });
+    }
     let ctx = Arc::new(AppContext {
         config: config.clone(),
+        hls: Arc::new(Hls::new(
+            config.hls.clone(),
+            streams.clone(),
+            shutdown.clone(),
+        )),
         streams,
+        recorders,
     });
 
     let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;

@@ -2,95 +2,22 @@
 //! serves, and the page driven in a real headless Chromium
 //! (tests/browser/web_ui.mjs, installed by tests/setup.sh).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use streamswitch_tests::http::{self, Response};
 use streamswitch_tests::{run_with_timeout, test_stream, wait_for_port, Agent};
 
-/// A response as read off the socket.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// GET `path` on the agent with extra request headers.
+fn get(agent: &Agent, path: &str, headers: &[(&str, &str)]) -> Response {
+    http::request("GET", &agent.http_url(path), headers).expect("GET")
 }
 
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// A one-shot HTTP/1.1 GET with `Connection: close`, read to the end.
-fn get(agent: &Agent, path: &str, extra_headers: &[(&str, &str)]) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", agent.http_port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (name, value) in extra_headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect::<Vec<_>>();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size");
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
-                .expect("hex chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
+fn json(response: &Response) -> Value {
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", response.text()))
 }
 
 fn browser_dir() -> PathBuf {
@@ -124,7 +51,7 @@ fn status_reports_uptime_cpu_memory_and_the_data_disk() {
     assert!(response
         .header("content-type")
         .is_some_and(|t| t.starts_with("application/json")));
-    let status = response.json();
+    let status = json(&response);
     let rss_kb = agent.status_kb("VmRSS");
 
     assert_eq!(status["device_id"], "test");
@@ -162,7 +89,7 @@ fn status_reports_uptime_cpu_memory_and_the_data_disk() {
 
     // The figures move: CPU time grows while the source runs.
     std::thread::sleep(Duration::from_millis(1500));
-    let later = get(&agent, "/api/status", &[]).json();
+    let later = json(&get(&agent, "/api/status", &[]));
     assert!(later["uptime_s"].as_f64().unwrap() > uptime);
     assert!(later["cpu_seconds"].as_f64().unwrap() > cpu);
 }

@@ -1,0 +1,415 @@
+//! Recording to the local disk: each stream with `record` configured gets
+//! a recorder on a thread of its own (file writes never block the
+//! reactor), which subscribes to the stream's hub, cuts it into
+//! fragmented MP4 files ([`segmenter`]) and writes them ([`file`]).
+//! [`Recorders`] is the control face: start, stop, status.
+//! See docs/recording.md for the fsync order, crash repair and time.
+
+pub mod clock;
+mod file;
+pub mod paths;
+pub mod repair;
+pub mod retention;
+mod segmenter;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Config, FsyncPolicy, RecordConfig};
+use crate::hub::{Hub, Output, Streams, Subscription};
+use crate::media::Frame;
+use clock::WallClock;
+use file::{IoCounters, RecordingFile};
+use retention::Retention;
+use segmenter::{Action, Segmenter};
+
+/// How often retention runs besides start-up and each new file.
+const RETENTION_PERIOD: Duration = Duration::from_secs(60);
+/// After a write error, how long recording pauses before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A wall-clock step larger than this starts a new file.
+const MAX_CLOCK_STEP_MS: i64 = 2000;
+
+/// What a recorder is doing, for the control API, MQTT and /metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecorderStatus {
+    pub stream: String,
+    /// Recording is switched on (config or control API).
+    pub enabled: bool,
+    /// A file is open and being written.
+    pub recording: bool,
+    /// Paused by an error (disk full...), retrying.
+    pub paused: bool,
+    /// URL path under /recordings/ of the file being written.
+    pub current_file: Option<String>,
+    pub files: u64,
+    pub fragments: u64,
+    pub bytes_written: u64,
+    pub write_calls: u64,
+    pub fsyncs: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    #[error("no stream named `{0}`")]
+    NoSuchStream(String),
+}
+
+struct Entry {
+    status: Arc<Mutex<RecorderStatus>>,
+    enabled: watch::Sender<bool>,
+}
+
+/// Every stream's recorder.
+pub struct Recorders {
+    root: PathBuf,
+    entries: BTreeMap<String, Entry>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    retention: Arc<Retention>,
+}
+
+impl Recorders {
+    /// Repairs what a previous run left open, applies retention, and starts
+    /// a recorder thread for every stream (idle unless `record.enabled`).
+    /// Must be called inside the runtime.
+    pub fn start(
+        config: &Config,
+        streams: &Streams,
+        clock: Arc<dyn WallClock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let root = paths::recordings_root(&config.agent.data_dir);
+        repair::repair_all(&root);
+        let retention = Arc::new(Retention::new(root.clone(), config.recording.clone()));
+        retention.run(clock.now());
+        let runtime = tokio::runtime::Handle::current();
+        let mut entries = BTreeMap::new();
+        let mut threads = Vec::new();
+        for s in &config.streams {
+            let Some(hub) = streams.get(&s.name) else {
+                continue;
+            };
+            let status = Arc::new(Mutex::new(RecorderStatus {
+                stream: s.name.clone(),
+                enabled: s.record.enabled,
+                ..Default::default()
+            }));
+            let (enabled, enabled_rx) = watch::channel(s.record.enabled);
+            let recorder = Recorder {
+                hub,
+                root: root.clone(),
+                config: s.record.clone(),
+                fsync: config.recording.fsync,
+                clock: clock.clone(),
+                retention: retention.clone(),
+                status: status.clone(),
+                segmenter: Segmenter::new(
+                    Duration::from_secs(s.record.segment_seconds as u64),
+                    Duration::from_millis(s.record.fragment_ms as u64),
+                ),
+                file: None,
+                io: IoCounters::default(),
+                paused_until: None,
+                clock_base: Instant::now(),
+                clock_offset: None,
+            };
+            let (rt, shutdown) = (runtime.clone(), shutdown.clone());
+            match std::thread::Builder::new()
+                .name(format!("record-{}", s.name))
+                .spawn(move || rt.block_on(recorder.run(enabled_rx, shutdown)))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => warn!(stream = s.name, "cannot start the recorder thread: {e}"),
+            }
+            entries.insert(s.name.clone(), Entry { status, enabled });
+        }
+        {
+            let (retention, clock, mut shutdown) = (retention.clone(), clock.clone(), shutdown);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETENTION_PERIOD) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                    let (r, now) = (retention.clone(), clock.now());
+                    let _ = tokio::task::spawn_blocking(move || r.run(now)).await;
+                }
+            });
+        }
+        Arc::new(Self {
+            root,
+            entries,
+            threads: Mutex::new(threads),
+            retention,
+        })
+    }
+
+    /// `<data_dir>/recordings`.
+    pub fn root(&self) -> &PathBuf {
+        &self.root
+    }
+
+    pub fn start_recording(&self, stream: &str) -> Result<(), ControlError> {
+        self.set_enabled(stream, true)
+    }
+
+    pub fn stop_recording(&self, stream: &str) -> Result<(), ControlError> {
+        self.set_enabled(stream, false)
+    }
+
+    fn set_enabled(&self, stream: &str, on: bool) -> Result<(), ControlError> {
+        let e = self
+            .entries
+            .get(stream)
+            .ok_or_else(|| ControlError::NoSuchStream(stream.to_owned()))?;
+        lock(&e.status).enabled = on;
+        e.enabled.send_replace(on);
+        info!(
+            stream,
+            "recording {}",
+            if on { "started" } else { "stopped" }
+        );
+        Ok(())
+    }
+
+    pub fn status(&self, stream: &str) -> Option<RecorderStatus> {
+        self.entries.get(stream).map(|e| lock(&e.status).clone())
+    }
+
+    pub fn statuses(&self) -> Vec<RecorderStatus> {
+        self.entries
+            .values()
+            .map(|e| lock(&e.status).clone())
+            .collect()
+    }
+
+    /// Runs retention now (it also runs periodically and before each file).
+    pub fn apply_retention(&self, now: chrono::DateTime<chrono::Utc>) -> u64 {
+        self.retention.run(now)
+    }
+
+    /// Waits until every recorder has closed its file after shutdown.
+    pub async fn wait(&self) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Recorder {
+    hub: Arc<Hub>,
+    root: PathBuf,
+    config: RecordConfig,
+    fsync: FsyncPolicy,
+    clock: Arc<dyn WallClock>,
+    retention: Arc<Retention>,
+    status: Arc<Mutex<RecorderStatus>>,
+    segmenter: Segmenter,
+    file: Option<RecordingFile>,
+    io: IoCounters,
+    /// Set after a write error: frames are dropped until then.
+    paused_until: Option<Instant>,
+    clock_base: Instant,
+    /// Wall minus monotonic time when the open file started.
+    clock_offset: Option<i64>,
+}
+
+impl Recorder {
+    /// Runs on the recorder's own thread, inside `block_on`: the blocking
+    /// file I/O here never stalls the reactor's workers.
+    async fn run(
+        mut self,
+        mut enabled: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if !*enabled.borrow_and_update() {
+                self.close_file();
+                tokio::select! {
+                    _ = enabled.changed() => continue,
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+            let mut sub: Subscription = self.hub.subscribe(Output::Record);
+            info!(
+                stream = self.hub.name(),
+                "recording (segments of {} s)", self.config.segment_seconds
+            );
+            loop {
+                tokio::select! {
+                    frame = sub.recv() => match frame {
+                        Some(f) => self.on_frame(f),
+                        None => break,
+                    },
+                    _ = tick.tick() => self.on_tick(),
+                    _ = enabled.changed() => if !*enabled.borrow() { break },
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+            }
+        }
+        self.close_file();
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let Some(info) = self.hub.info() else {
+            return;
+        };
+        match self.segmenter.push(frame, &info) {
+            Ok(actions) => self.apply(actions),
+            Err(e) => self.fail(format!("cannot build the MP4: {e}")),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if self.hub.info().is_none() && self.segmenter.is_open() {
+            // The source stopped: close the file with what it has.
+            match self.segmenter.close(None) {
+                Ok(a) => self.apply(a),
+                Err(e) => self.fail(format!("cannot build the MP4: {e}")),
+            }
+        }
+        if let Some(at_open) = self.clock_offset {
+            let now = clock::offset_ms(self.clock.as_ref(), self.clock_base);
+            if (now - at_open).abs() > MAX_CLOCK_STEP_MS {
+                info!(
+                    stream = self.hub.name(),
+                    "wall clock stepped by {} ms: new file at the next keyframe",
+                    now - at_open
+                );
+                self.clock_offset = Some(now);
+                self.segmenter.request_split();
+            }
+        }
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            let result = match a {
+                Action::Open { start, header } => self.open(start, header),
+                Action::Fragment(f) => match self.file.as_mut() {
+                    Some(file) => file.append(&f.bytes, &mut self.io).map(|()| {
+                        lock(&self.status).fragments += 1;
+                    }),
+                    None => Ok(()),
+                },
+                Action::Close { duration } => match self.file.take() {
+                    Some(file) => file.close(duration, &mut self.io).map(|path| {
+                        info!(
+                            stream = self.hub.name(),
+                            "recorded {} ({:.2} s)",
+                            path.display(),
+                            duration.as_secs_f64()
+                        );
+                        let mut st = lock(&self.status);
+                        st.files += 1;
+                        st.current_file = None;
+                        st.recording = false;
+                    }),
+                    None => Ok(()),
+                },
+            };
+            self.publish_counters();
+            if let Err(e) = result {
+                self.fail(e.to_string());
+                return;
+            }
+        }
+    }
+
+    fn open(&mut self, start: Instant, header: bytes::Bytes) -> std::io::Result<()> {
+        self.retention.run(self.clock.now());
+        let name_time = clock::utc_of(self.clock.as_ref(), start);
+        let file = RecordingFile::create(
+            &self.root,
+            self.hub.name(),
+            name_time,
+            header,
+            self.fsync,
+            &mut self.io,
+        )?;
+        self.clock_offset = Some(clock::offset_ms(self.clock.as_ref(), self.clock_base));
+        {
+            let mut st = lock(&self.status);
+            st.recording = true;
+            st.paused = false;
+            st.current_file = Some(file.relative.clone());
+        }
+        if self.paused_until.take().is_some() {
+            info!(stream = self.hub.name(), "recording resumed");
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// A write failed (ENOSPC, EIO...): the file is closed with what it
+    /// has, and recording pauses; live streaming is not affected.
+    fn fail(&mut self, error: String) {
+        warn!(stream = self.hub.name(), "recording paused: {error}");
+        self.segmenter.reset();
+        if let Some(file) = self.file.take() {
+            if let Err(e) = self.close_after_error(file) {
+                warn!(
+                    stream = self.hub.name(),
+                    "cannot close the file after the error: {e}; it will be repaired at start-up"
+                );
+            }
+        }
+        self.paused_until = Some(Instant::now() + RETRY_AFTER);
+        let mut st = lock(&self.status);
+        st.errors += 1;
+        st.last_error = Some(error);
+        st.recording = false;
+        st.paused = true;
+        st.current_file = None;
+    }
+
+    /// Closes a file whose writer failed: its complete fragments are
+    /// scanned for the duration, as start-up repair would.
+    fn close_after_error(&mut self, file: RecordingFile) -> std::io::Result<()> {
+        let path = file.path().to_owned();
+        drop(file);
+        let partial = PathBuf::from(format!("{}{}", path.display(), paths::PARTIAL_SUFFIX));
+        repair::repair(&partial).map(|_| ())
+    }
+
+    fn close_file(&mut self) {
+        match self.segmenter.close(None) {
+            Ok(a) => self.apply(a),
+            Err(e) => self.fail(format!("cannot build the MP4: {e}")),
+        }
+        let mut st = lock(&self.status);
+        st.recording = false;
+        st.current_file = None;
+    }
+
+    fn publish_counters(&self) {
+        let mut st = lock(&self.status);
+        st.bytes_written = self.io.bytes;
+        st.write_calls = self.io.writes;
+        st.fsyncs = self.io.fsyncs;
+    }
+}
