@@ -75,7 +75,7 @@ async fn list(State(ctx): State<Arc<AppContext>>, Query(q): Query<ListQuery>) ->
             .filter_map(|r| {
                 let duration = read_duration(&r.path)?;
                 let end = r.start + chrono::Duration::from_std(duration).ok()?;
-                if from.is_some_and(|from| end < from) {
+                if from.is_some_and(|from| end <= from) {
                     return None;
                 }
                 Some(Recording {

@@ -51,6 +51,8 @@ pub struct RecorderStatus {
     pub files: u64,
     pub fragments: u64,
     pub bytes_written: u64,
+    /// Media payload in those bytes (the rest is MP4 structure).
+    pub media_bytes: u64,
     pub write_calls: u64,
     pub fsyncs: u64,
     pub errors: u64,
@@ -312,7 +314,9 @@ impl Recorder {
                 Action::Open { start, header } => self.open(start, header),
                 Action::Fragment(f) => match self.file.as_mut() {
                     Some(file) => file.append(&f.bytes, &mut self.io).map(|()| {
-                        lock(&self.status).fragments += 1;
+                        let mut st = lock(&self.status);
+                        st.fragments += 1;
+                        st.media_bytes += f.media_bytes as u64;
                     }),
                     None => Ok(()),
                 },

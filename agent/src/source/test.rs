@@ -159,7 +159,10 @@ fn video_loop(
             n += ((now - due).as_nanos() / frame_time.as_nanos()) as u64;
             continue;
         }
-        let captured = Instant::now();
+        // A camera stamps a picture when it is captured, on schedule; the
+        // time the encoder gets to it (late after a slow first encode)
+        // must not make the timestamps jitter.
+        let captured = due;
         let picture = encoder.encode(&I420Image {
             width: config.width,
             height: config.height,

@@ -1,0 +1,77 @@
+//! Recorded files: fragmented MP4 of the configured length, each starting
+//! with a keyframe, decoding cleanly, closed with their duration on a
+//! clean stop.
+
+mod record_common;
+
+use std::time::Duration;
+
+use record_common::*;
+use streamswitch_tests::Agent;
+
+#[test]
+fn segments_have_the_configured_length_and_decode() {
+    let mut agent = Agent::start(&recorded_stream("cam", 2, ""));
+    agent.wait_ready(1);
+    let data = agent.data_dir();
+    wait_for("four closed files", Duration::from_secs(30), || {
+        (closed_files(&data).len() >= 4).then_some(())
+    });
+    assert!(
+        agent.terminate(Duration::from_secs(10)).is_some(),
+        "clean stop"
+    );
+    assert!(
+        partial_files(&data).is_empty(),
+        "a clean stop closes the file"
+    );
+    let files = closed_files(&data);
+    let (last, full) = files.split_last().unwrap();
+    for f in full {
+        let d = probe_duration(f);
+        // Files end at the first keyframe (every 1 s) at or after 2 s.
+        assert!((1.95..=3.1).contains(&d), "{}: {d} s", f.display());
+    }
+    // The last one was cut by the stop, at any length.
+    assert!(probe_duration(last) > 0.0);
+    for f in &files {
+        assert_eq!(decode_errors(f), "", "{}", f.display());
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("cam_") && name.ends_with("Z.mp4"),
+            "{name}"
+        );
+        let day = f.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        assert_eq!(&name[4..8], &day[..4], "day directory matches the name");
+        // A file that plays on its own starts with a keyframe: its first
+        // decoded video frame is an I frame.
+        let (ok, out, _) = streamswitch_tests::run_with_timeout(
+            std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v",
+                    "-show_entries",
+                    "frame=pict_type",
+                    "-read_intervals",
+                    "%+#1",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(f),
+            Duration::from_secs(20),
+        );
+        assert!(
+            ok && out.trim() == "I",
+            "{}: first frame {out:?}",
+            f.display()
+        );
+    }
+    // Start times in names follow each other by the files' durations.
+    let starts: Vec<&str> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]));
+}
