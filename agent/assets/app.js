@@ -306,27 +306,23 @@ function chosenDay() {
   return { from, to };
 }
 
-async function fetchRecordings(names, from, to) {
-  const lists = await Promise.all(
-    names.map((name) => {
-      const query = new URLSearchParams({ stream: name, from: from.toISOString(), to: to.toISOString() });
-      return getJson(`/api/recordings?${query}`);
-    }),
-  );
-  return lists.flat().sort((a, b) => Date.parse(b.start) - Date.parse(a.start));
+/** Recordings that overlap [from, to), of one stream or (stream "") all, newest first. */
+async function fetchRecordings(stream, from, to) {
+  const query = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
+  if (stream) query.set("stream", stream);
+  const recordings = await getJson(`/api/recordings?${query}`);
+  return recordings.sort((a, b) => Date.parse(b.start) - Date.parse(a.start));
 }
 
 let recordingsRequest = 0;
 
 async function refreshRecordings() {
   const request = ++recordingsRequest;
-  const chosen = $("rec-stream").value;
-  const names = chosen ? [chosen] : streamNames;
   const { from, to } = chosenDay();
   const empty = $("rec-empty");
   let recordings;
   try {
-    recordings = names.length > 0 ? await fetchRecordings(names, from, to) : [];
+    recordings = await fetchRecordings($("rec-stream").value, from, to);
   } catch (error) {
     if (request !== recordingsRequest) return;
     $("rec-list").replaceChildren();
