@@ -233,8 +233,9 @@ fn the_page_lists_and_plays_the_stream_and_a_recording_and_hls_js_plays_it_too()
     let png = std::fs::read(&screenshot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     assert!(png.len() > 20_000, "screenshot only {} bytes", png.len());
-    let for_humans = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshot.png");
-    std::fs::copy(&screenshot, &for_humans).expect("copy screenshot to target/");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).expect("target dir");
+    std::fs::copy(&screenshot, target.join("ui-screenshot.png")).expect("copy screenshot");
 
     // The test harness's own hls.js, on a bare page, plays the LL-HLS stream.
     let bare = &report["bare"];
