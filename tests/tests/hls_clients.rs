@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use streamswitch_tests::http::get;
 use streamswitch_tests::{run_with_timeout, test_stream, Agent};
 
 const FPS: u32 = 25;
@@ -80,17 +81,22 @@ fn ffmpeg_decodes_six_seconds_at_the_full_frame_rate() {
     );
     // 48 kHz AAC: 1024 samples a frame, about 47 a second.
     assert!(audio >= 6 * 47 * 90 / 100, "{audio} audio frames");
-    // Pictures in order and none lost in a bunch: the source may skip a
-    // frame when the machine is busy, HLS must not lose any.
-    let frame_time = 1.0 / FPS as f64;
+    // Pictures in order, no hole the size of a part. (A busy machine
+    // can stall the test source's encoder for a few frames; HLS itself
+    // loses nothing: the hub counts what a slow reader skips.)
     for pair in video.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            gap > 0.0 && gap < 2.5 * frame_time,
+            gap > 0.0 && gap < 0.4,
             "gap of {gap:.3} s between frames at {:.3}",
             pair[0]
         );
     }
+    let metrics = get(&agent.http_url("/metrics")).text();
+    assert!(
+        metrics.contains("streamswitch_stream_dropped_frames_total{stream=\"cam\"} 0\n"),
+        "{metrics}"
+    );
 
     // ffmpeg too, decoding everything to nowhere.
     let (ok, _, err) = run_with_timeout(

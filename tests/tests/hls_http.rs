@@ -102,11 +102,16 @@ fn status_codes_head_content_types_cache_and_cors() {
 }
 
 #[test]
-fn without_cors_origin_there_is_no_cors_header() {
-    let agent = Agent::start(&test_stream("cam", 160, 120, 15));
+fn without_cors_origin_no_cors_header_and_disabled_hls_is_not_found() {
+    let agent = Agent::start(&format!(
+        "\n[hls]\nenabled = false\n\n{}",
+        test_stream("cam", 160, 120, 15)
+    ));
+    agent.wait_ready(1);
     let res = get(&agent.http_url("/api/streams"));
     assert_eq!(res.status, 200);
     assert_eq!(res.header("access-control-allow-origin"), None);
+    assert_eq!(get(&agent.http_url("/cam/index.m3u8")).status, 404);
 }
 
 #[test]

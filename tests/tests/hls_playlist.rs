@@ -39,6 +39,7 @@ fn tags_numbering_and_durations_hold_over_reloads() {
     let mut last_sequence = 0;
     let mut last_open = 0;
     let mut reloads = 0;
+    let mut long_parts = 0;
     let mut p = first;
     let deadline = Instant::now() + Duration::from_secs(6);
     while Instant::now() < deadline {
@@ -60,8 +61,14 @@ fn tags_numbering_and_durations_hold_over_reloads() {
         }
         assert!(p.parts().count() >= 5);
         for part in p.parts() {
-            assert!(part.duration <= part_target, "{part:?} > {part_target}");
             assert!(part.duration > 0.0);
+            if part.duration > part_target {
+                // Only a single picture that lasts longer than the target
+                // (the source stalled, as on a busy machine) may make it.
+                let body = get(&agent.http_url(&format!("/cam/{}", part.uri))).body;
+                assert_eq!(video_samples(&body), Some(1), "{part:?} > {part_target}");
+                long_parts += 1;
+            }
         }
         assert!(p.preload_hint.is_some());
         // The next reload blocks until the next part exists.
@@ -70,6 +77,45 @@ fn tags_numbering_and_durations_hold_over_reloads() {
         assert!(lists(&p, msn, part));
     }
     assert!(reloads >= 15, "only {reloads} blocking reloads in 6 s");
+    if long_parts > 0 {
+        eprintln!("{long_parts} single-picture parts longer than the target: a busy machine");
+    }
+}
+
+/// The number of samples of track 1 (video) in a moof + mdat part.
+fn video_samples(part: &[u8]) -> Option<u32> {
+    let moof = find_box(part, b"moof")?;
+    let mut trafs = moof;
+    while let Some((traf, rest)) = next_box(trafs, b"traf") {
+        trafs = rest;
+        let tfhd = find_box(traf, b"tfhd")?;
+        let track_id = u32::from_be_bytes(tfhd.get(4..8)?.try_into().ok()?);
+        if track_id == 1 {
+            let trun = find_box(traf, b"trun")?;
+            return Some(u32::from_be_bytes(trun.get(4..8)?.try_into().ok()?));
+        }
+    }
+    None
+}
+
+/// The body of the first box of `kind` among the boxes in `data`.
+fn find_box<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    next_box(data, kind).map(|(body, _)| body)
+}
+
+/// The body of the first box of `kind`, and what follows that box.
+fn next_box<'a>(mut data: &'a [u8], kind: &[u8; 4]) -> Option<(&'a [u8], &'a [u8])> {
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().ok()?) as usize;
+        if size < 8 || size > data.len() {
+            return None;
+        }
+        if &data[4..8] == kind {
+            return Some((&data[8..size], &data[size..]));
+        }
+        data = &data[size..];
+    }
+    None
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! segmenter, publishes parts into the window and wakes the requests that
 //! wait for them (blocking playlist reloads, preload hints).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,8 +24,10 @@ const BATCH: usize = 64;
 
 /// One stream's muxer as the HTTP side sees it.
 pub struct Muxer {
-    /// `None` until the source is there and the init segment is written.
+    /// `None` until the source is there and the init segment is written,
+    /// and again once the muxer stopped.
     window: watch::Sender<Option<Window>>,
+    stopped: AtomicBool,
     first_msn: u64,
 }
 
@@ -32,13 +35,29 @@ impl Muxer {
     pub(super) fn new(first_msn: u64) -> Self {
         Self {
             window: watch::Sender::new(None),
+            stopped: AtomicBool::new(false),
             first_msn,
         }
     }
 
-    /// Watches the window: every new part or segment notifies.
-    pub fn watch(&self) -> watch::Receiver<Option<Window>> {
-        self.window.subscribe()
+    /// Reads the window; `None` while there is none.
+    pub fn read<R>(&self, f: impl FnOnce(&Window) -> R) -> Option<R> {
+        self.window.borrow().as_ref().map(f)
+    }
+
+    /// Waits until the window satisfies `ready`. False after `limit`, or at
+    /// once when the muxer stops, so that no request outlives it for long.
+    pub async fn wait_for(&self, limit: Duration, mut ready: impl FnMut(&Window) -> bool) -> bool {
+        let mut rx = self.window.subscribe();
+        let waited = tokio::time::timeout(
+            limit,
+            rx.wait_for(|w| match w {
+                Some(w) => ready(w),
+                None => self.stopped.load(Ordering::Relaxed),
+            }),
+        )
+        .await;
+        matches!(waited, Ok(Ok(w)) if w.is_some())
     }
 
     pub(super) fn next_msn(&self) -> Option<u64> {
@@ -85,6 +104,7 @@ pub(super) async fn run(
         }
     };
     hls.retire(&stream, &muxer, true);
+    muxer.stopped.store(true, Ordering::Relaxed);
     muxer.window.send_replace(None);
     match stop {
         Ok(Stop::Idle) => info!(stream, "hls muxer stopped: no requests"),

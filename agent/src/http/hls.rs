@@ -13,12 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use tokio::sync::watch;
 
 use crate::app::AppContext;
 use crate::hls::names::{self, Resource};
-use crate::hls::playlist;
 use crate::hls::window::{PartState, Window};
+use crate::hls::{playlist, Muxer};
 
 /// How long a playlist request waits for a new muxer's first segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(12);
@@ -49,18 +48,17 @@ async fn serve(
     let Some(muxer) = muxer else {
         return not_found();
     };
-    let mut window = muxer.watch();
     match resource {
-        Resource::Playlist => playlist_response(&mut window, &query).await,
+        Resource::Playlist => playlist_response(&muxer, &query).await,
         Resource::Init => {
-            let init = window.borrow().as_ref().map(|w| w.init().clone());
+            let init = muxer.read(|w| w.init().clone());
             init.map_or_else(not_found, |b| media(b, "no-cache"))
         }
         Resource::Segment(msn) => {
-            let data = window.borrow().as_ref().and_then(|w| w.segment_data(msn));
+            let data = muxer.read(|w| w.segment_data(msn)).flatten();
             data.map_or_else(not_found, |b| media(b, MEDIA_CACHE))
         }
-        Resource::Part(msn, part) => part_response(&mut window, msn, part).await,
+        Resource::Part(msn, part) => part_response(&muxer, msn, part).await,
     }
 }
 
@@ -87,30 +85,26 @@ fn block_params(query: &HashMap<String, String>) -> Result<Option<Block>, &'stat
     }
 }
 
-async fn playlist_response(
-    window: &mut watch::Receiver<Option<Window>>,
-    query: &HashMap<String, String>,
-) -> Response {
+async fn playlist_response(muxer: &Muxer, query: &HashMap<String, String>) -> Response {
     let block = match block_params(query) {
         Ok(b) => b,
         Err(msg) => return (StatusCode::BAD_REQUEST, msg).into_response(),
     };
-    if !wait(window, FIRST_SEGMENT_WAIT, Window::is_ready).await {
+    if !muxer.wait_for(FIRST_SEGMENT_WAIT, Window::is_ready).await {
         return unavailable("the stream has no segment yet");
     }
     if let Some(Block { msn, part }) = block {
-        let (too_far, limit) = match window.borrow().as_ref() {
-            Some(w) => (w.too_far(msn), Duration::from_secs(w.target_duration() * 3)),
-            None => return unavailable("the muxer stopped"),
+        let Some((too_far, limit)) = muxer.read(|w| (w.too_far(msn), blocking_limit(w))) else {
+            return unavailable("the muxer stopped");
         };
         if too_far {
             return (StatusCode::BAD_REQUEST, "_HLS_msn is beyond the live edge").into_response();
         }
-        if !wait(window, limit, |w| w.has(msn, part)).await {
+        if !muxer.wait_for(limit, |w| w.has(msn, part)).await {
             return unavailable("the requested part did not appear in time");
         }
     }
-    let text = window.borrow().as_ref().map(playlist::render);
+    let text = muxer.read(playlist::render);
     match text {
         Some(text) => (
             [
@@ -125,47 +119,28 @@ async fn playlist_response(
 }
 
 /// A part, waiting for it when it is the hinted one (or just after).
-async fn part_response(
-    window: &mut watch::Receiver<Option<Window>>,
-    msn: u64,
-    part: usize,
-) -> Response {
-    let (state, limit) = match window.borrow().as_ref() {
-        Some(w) => (
-            w.part_state(msn, part),
-            Duration::from_secs(w.target_duration() * 3),
-        ),
-        None => return not_found(),
+async fn part_response(muxer: &Muxer, msn: u64, part: usize) -> Response {
+    let Some((state, limit)) = muxer.read(|w| (w.part_state(msn, part), blocking_limit(w))) else {
+        return not_found();
     };
     match state {
         PartState::Ready => {}
         PartState::Never => return not_found(),
         PartState::Soon => {
-            if !wait(window, limit, |w| {
-                w.part_state(msn, part) != PartState::Soon
-            })
-            .await
-            {
+            let written = |w: &Window| w.part_state(msn, part) != PartState::Soon;
+            if !muxer.wait_for(limit, written).await {
                 return not_found();
             }
         }
     }
-    let data = window.borrow().as_ref().and_then(|w| w.part(msn, part));
+    let data = muxer.read(|w| w.part(msn, part)).flatten();
     data.map_or_else(not_found, |b| media(b, MEDIA_CACHE))
 }
 
-/// Waits until the window exists and satisfies `ready`; false on timeout.
-async fn wait(
-    window: &mut watch::Receiver<Option<Window>>,
-    limit: Duration,
-    mut ready: impl FnMut(&Window) -> bool,
-) -> bool {
-    let waited = tokio::time::timeout(
-        limit,
-        window.wait_for(|w| w.as_ref().is_some_and(&mut ready)),
-    )
-    .await;
-    matches!(waited, Ok(Ok(_)))
+/// How long a blocking request may wait: three target durations, then
+/// 503 (or 404 for a part) and the client asks again.
+fn blocking_limit(w: &Window) -> Duration {
+    Duration::from_secs(w.target_duration() * 3)
 }
 
 fn media(data: Bytes, cache: &'static str) -> Response {
