@@ -8,4 +8,5 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod record;
+pub mod rtsp;
 pub mod source;
