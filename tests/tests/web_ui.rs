@@ -46,7 +46,11 @@ fn df(path: &Path) -> (u64, u64) {
 fn status_reports_uptime_cpu_memory_and_the_data_disk() {
     let agent = Agent::start(&test_stream("cam", 320, 240, 15));
     agent.wait_ready(1);
+    // Let the source run, so that its CPU time is counted in whole ticks.
+    std::thread::sleep(Duration::from_millis(1000));
+    let cpu_before = cpu_seconds_of(agent.pid());
     let response = get(&agent, "/api/status", &[]);
+    let cpu_after = cpu_seconds_of(agent.pid());
     assert_eq!(response.status, 200);
     assert!(response
         .header("content-type")
@@ -57,10 +61,13 @@ fn status_reports_uptime_cpu_memory_and_the_data_disk() {
     assert_eq!(status["device_id"], "test");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     let uptime = status["uptime_s"].as_f64().expect("uptime_s");
-    assert!(uptime > 0.0 && uptime < 60.0, "uptime {uptime}");
-    // The test source encodes, so the agent has used CPU by now.
+    assert!(uptime > 1.0 && uptime < 60.0, "uptime {uptime}");
+    // The agent's own CPU time, as the test reads it from /proc around the request.
     let cpu = status["cpu_seconds"].as_f64().expect("cpu_seconds");
-    assert!(cpu > 0.0, "cpu_seconds {cpu}");
+    assert!(
+        cpu >= cpu_before - 0.005 && cpu <= cpu_after + 0.005,
+        "cpu_seconds {cpu}, /proc says {cpu_before}..{cpu_after}"
+    );
     let rss = status["rss_bytes"].as_u64().expect("rss_bytes");
     let rss_now = rss_kb * 1024;
     assert!(
@@ -91,7 +98,26 @@ fn status_reports_uptime_cpu_memory_and_the_data_disk() {
     std::thread::sleep(Duration::from_millis(1500));
     let later = json(&get(&agent, "/api/status", &[]));
     assert!(later["uptime_s"].as_f64().unwrap() > uptime);
-    assert!(later["cpu_seconds"].as_f64().unwrap() > cpu);
+    assert!(later["cpu_seconds"].as_f64().unwrap() > cpu, "{later}");
+}
+
+/// utime + stime of a process in seconds, from `/proc/<pid>/stat`.
+fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of the man page; the list starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    let hz: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("CLK_TCK");
+    ticks as f64 / hz
 }
 
 #[test]
