@@ -21,7 +21,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn clock_ticks_per_second() -> f64 {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output();
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output();
     out.ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
@@ -105,13 +107,25 @@ fn main() {
         (written as f64 / media.max(1) as f64 - 1.0) * 100.0
     );
     println!("  agent CPU          {idle_rate:.3} CPU-s/min without recording, {rec_rate:.3} with");
-    println!("  CPU per recorded stream  {:.3} CPU-s/min ({:.2}% of a core)", rec_rate - idle_rate, (rec_rate - idle_rate) / 60.0 * 100.0);
+    println!(
+        "  CPU per recorded stream  {:.3} CPU-s/min ({:.2}% of a core)",
+        rec_rate - idle_rate,
+        (rec_rate - idle_rate) / 60.0 * 100.0
+    );
     println!(
         "  write calls/min    {:.1} (recorder), {:.1} (/proc syscw, whole agent; {:.1} without recording)",
         d("write_calls") as f64 / rec.minutes,
         rec.syscw as f64 / rec.minutes,
         idle.syscw as f64 / idle.minutes
     );
-    println!("  fsyncs/min         {:.1}", d("fsyncs") as f64 / rec.minutes);
-    println!("  files {} fragments {} errors {}", d("files"), d("fragments"), d("errors"));
+    println!(
+        "  fsyncs/min         {:.1}",
+        d("fsyncs") as f64 / rec.minutes
+    );
+    println!(
+        "  files {} fragments {} errors {}",
+        d("files"),
+        d("fragments"),
+        d("errors")
+    );
 }
