@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need: ffmpeg/ffprobe (the
 # independent RTSP, HLS and MP4 checker), nasm (openh264's assembly, ~3x
-# faster encoding), a C++ compiler (FDK AAC). Skips apt when all is there.
+# faster encoding), a C++ compiler (FDK AAC), Chromium, Node.js and npm (the
+# web UI's browser tests, whose npm packages are pinned in
+# tests/browser/package-lock.json). Skips apt when all is there.
 set -euo pipefail
 
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v nasm >/dev/null || need+=(nasm)
 command -v g++ >/dev/null || need+=(g++)
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -15,4 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The browser tests' packages (playwright-core drives Debian's chromium; it
+# never downloads a browser of its own).
+browser="$(dirname "$0")/browser"
+if [ ! -d "$browser/node_modules" ]; then
+    echo "setup: npm ci in tests/browser"
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

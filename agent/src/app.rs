@@ -27,6 +27,12 @@ pub struct AppContext {
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+    // Ports first: an agent that cannot serve fails before it starts anything.
+    let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;
+    let rtsp_addr = rtsp_listener.local_addr()?;
+    let http_listener = bind(config.http.listen, "http").await?;
+    let http_addr = http_listener.local_addr()?;
+
     let config = Arc::new(config);
     let streams = Arc::new(Streams::default());
     let mut tasks = JoinSet::new();
@@ -56,8 +62,6 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         recorders,
     });
 
-    let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;
-    let rtsp_addr = rtsp_listener.local_addr()?;
     info!("rtsp listening on {rtsp_addr}");
     for s in &config.streams {
         info!(
@@ -67,10 +71,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
             s.name
         );
     }
-    let _ = rtsp_listener;
+    {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tasks.spawn(crate::rtsp::serve(rtsp_listener, ctx, shutdown));
+    }
 
-    let http_listener = bind(config.http.listen, "http").await?;
-    info!("http listening on {}", http_listener.local_addr()?);
+    info!("http listening on {http_addr}");
     {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tasks.spawn(async move {

@@ -9,4 +9,6 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod record;
+pub mod rtsp;
 pub mod source;
+pub mod status;

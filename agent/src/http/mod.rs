@@ -8,6 +8,7 @@ mod cors;
 mod hls;
 mod metrics;
 mod recordings;
+mod ui;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub fn router(ctx: Arc<AppContext>) -> Router {
         .merge(metrics::routes())
         .merge(hls::routes())
         .merge(recordings::routes())
+        .merge(ui::routes())
         .with_state(ctx);
     if let Some(auth) = http.auth {
         router = router.layer(middleware::from_fn_with_state(
