@@ -317,6 +317,12 @@ impl Recorder {
                         let mut st = lock(&self.status);
                         st.fragments += 1;
                         st.media_bytes += f.media_bytes as u64;
+                        // Paused until media is on disk again, not merely
+                        // a header.
+                        if self.paused_until.take().is_some() {
+                            st.paused = false;
+                            info!(stream = self.hub.name(), "recording resumed");
+                        }
                     }),
                     None => Ok(()),
                 },
@@ -359,11 +365,7 @@ impl Recorder {
         {
             let mut st = lock(&self.status);
             st.recording = true;
-            st.paused = false;
             st.current_file = Some(file.relative.clone());
-        }
-        if self.paused_until.take().is_some() {
-            info!(stream = self.hub.name(), "recording resumed");
         }
         self.file = Some(file);
         Ok(())
