@@ -58,21 +58,34 @@ fn proc_io(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn status(agent: &Agent) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &agent.http_url("/api/recordings/status")])
-        .output()
-        .expect("curl");
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    all[0].clone()
+/// One HTTP/1.1 request to the agent; the response body.
+fn http(agent: &Agent, method: &str, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", agent.http_port)).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{method} {path}: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    raw.split_off(head_end)
 }
 
-fn post(agent: &Agent, path: &str) {
-    let ok = std::process::Command::new("curl")
-        .args(["-sf", "-X", "POST", &agent.http_url(path)])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(ok, "POST {path} failed");
+fn status(agent: &Agent) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_slice(&http(agent, "GET", "/api/recordings/status")).expect("status JSON");
+    all[0].clone()
 }
 
 struct Window {
@@ -113,7 +126,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     eprintln!("bench-record: {seconds} s without recording...");
     let idle = measure(&agent, seconds);
-    post(&agent, "/api/recordings/cam/start");
+    http(&agent, "POST", "/api/recordings/cam/start");
     std::thread::sleep(Duration::from_secs(2));
     let s0 = status(&agent);
     eprintln!("bench-record: {seconds} s recording (fsync = {fsync})...");
