@@ -2,6 +2,9 @@
 //! on free ports with a config of the test's choosing, read its log, and
 //! kill it when the test ends.
 
+pub mod http;
+pub mod m3u8;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::hls::Hls;
 use crate::http;
 use crate::hub::{Hub, Streams};
 use crate::{record, source};
@@ -20,11 +21,18 @@ use crate::{record, source};
 pub struct AppContext {
     pub config: Arc<Config>,
     pub streams: Arc<Streams>,
+    pub hls: Arc<Hls>,
     pub recorders: Arc<record::Recorders>,
 }
 
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+    // Ports first: an agent that cannot serve fails before it starts anything.
+    let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;
+    let rtsp_addr = rtsp_listener.local_addr()?;
+    let http_listener = bind(config.http.listen, "http").await?;
+    let http_addr = http_listener.local_addr()?;
+
     let config = Arc::new(config);
     let streams = Arc::new(Streams::default());
     let mut tasks = JoinSet::new();
@@ -45,12 +53,15 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
     }
     let ctx = Arc::new(AppContext {
         config: config.clone(),
+        hls: Arc::new(Hls::new(
+            config.hls.clone(),
+            streams.clone(),
+            shutdown.clone(),
+        )),
         streams,
         recorders,
     });
 
-    let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;
-    let rtsp_addr = rtsp_listener.local_addr()?;
     info!("rtsp listening on {rtsp_addr}");
     for s in &config.streams {
         info!(
@@ -65,8 +76,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         tasks.spawn(crate::rtsp::serve(rtsp_listener, ctx, shutdown));
     }
 
-    let http_listener = bind(config.http.listen, "http").await?;
-    info!("http listening on {}", http_listener.local_addr()?);
+    info!("http listening on {http_addr}");
     {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         tasks.spawn(async move {

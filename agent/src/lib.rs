@@ -4,9 +4,11 @@
 pub mod app;
 pub mod config;
 pub mod fmp4;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;
 pub mod record;
 pub mod rtsp;
 pub mod source;
+pub mod status;

@@ -42,6 +42,15 @@ pub struct HttpAuthConfig {
 
 impl HttpConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
+        // It goes verbatim into a header.
+        if let Some(origin) = &self.cors_origin {
+            if origin.is_empty() || !origin.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err((
+                    "http.cors_origin".into(),
+                    "must be `*` or an origin such as `https://example.com`".into(),
+                ));
+            }
+        }
         if let Some(auth) = &self.auth {
             if auth.users.is_empty() && auth.tokens.is_empty() {
                 return Err((

@@ -140,6 +140,16 @@ impl Config {
                     format!("`{}` must be 1-64 characters of A-Z a-z 0-9 _ -", s.name),
                 ));
             }
+            if RESERVED_NAMES.contains(&s.name.as_str()) {
+                return Err((
+                    format!("stream[{i}].name"),
+                    format!(
+                        "`{}` is reserved for the HTTP server's own routes ({})",
+                        s.name,
+                        RESERVED_NAMES.join(", ")
+                    ),
+                ));
+            }
             if !names.insert(s.name.as_str()) {
                 return Err((
                     format!("stream[{i}].name"),
@@ -159,6 +169,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// Top-level HTTP routes: a stream of that name would hide them, since
+/// HLS is served under `/<stream>/`.
+pub const RESERVED_NAMES: [&str; 4] = ["api", "recordings", "metrics", "assets"];
 
 /// Stream names and device ids go into URLs, paths and MQTT topics.
 pub fn is_name(s: &str) -> bool {
@@ -230,5 +244,12 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let e = err(&text);
         assert_eq!(e.key.as_deref(), Some("stream[1].name"));
         assert_eq!(e.line, Some(17));
+    }
+
+    #[test]
+    fn stream_names_of_http_routes_are_refused() {
+        let e = err(&GOOD.replace("name = \"cam\"", "name = \"metrics\""));
+        assert_eq!(e.key.as_deref(), Some("stream[0].name"));
+        assert!(e.message.contains("reserved"), "{}", e.message);
     }
 }

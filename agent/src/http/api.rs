@@ -3,15 +3,19 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::app::AppContext;
 use crate::hub::Output;
+use crate::status::{self, DiskUsage};
 
 pub fn routes() -> Router<Arc<AppContext>> {
-    Router::new().route("/api/streams", get(streams))
+    Router::new()
+        .route("/api/streams", get(streams))
+        .route("/api/status", get(agent_status))
 }
 
 #[derive(Serialize)]
@@ -45,4 +49,43 @@ async fn streams(State(ctx): State<Arc<AppContext>>) -> Json<Vec<StreamState>> {
             })
             .collect(),
     )
+}
+
+#[derive(Serialize)]
+struct AgentStatus {
+    device_id: String,
+    version: &'static str,
+    uptime_s: f64,
+    cpu_seconds: f64,
+    rss_bytes: u64,
+    disk: DiskUsage,
+}
+
+async fn agent_status(
+    State(ctx): State<Arc<AppContext>>,
+) -> Result<Json<AgentStatus>, (StatusCode, String)> {
+    let data_dir = ctx.config.agent.data_dir.clone();
+    // /proc reads and statvfs block (statvfs on a failing card can block
+    // for long): keep them off the async workers.
+    let measured = tokio::task::spawn_blocking(move || {
+        Ok::<_, std::io::Error>((status::process()?, status::disk(&data_dir)?))
+    })
+    .await;
+    let (process, disk) = match measured {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return Err(internal(format!("cannot read the agent status: {e}"))),
+        Err(e) => return Err(internal(format!("status task failed: {e}"))),
+    };
+    Ok(Json(AgentStatus {
+        device_id: ctx.config.agent.device_id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: process.uptime_s,
+        cpu_seconds: process.cpu_seconds,
+        rss_bytes: process.rss_bytes,
+        disk,
+    }))
+}
+
+fn internal(message: String) -> (StatusCode, String) {
+    (StatusCode::INTERNAL_SERVER_ERROR, message)
 }

@@ -82,27 +82,25 @@ fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) ->
         }),
         clock_rate: 90_000,
     }];
-    // libxaac's encoder cannot move between threads: the audio thread
-    // makes its own and sends back the AudioSpecificConfig.
     let audio_thread = if config.audio {
-        let (hub, stop) = (hub.clone(), stop.clone());
-        let (asc_tx, asc_rx) = std::sync::mpsc::channel();
-        let handle = thread::Builder::new()
-            .name(format!("test-aac-{}", hub.name()))
-            .spawn(move || audio_thread(&hub, epoch, &stop, asc_tx))
-            .context("starting the test audio thread")?;
-        let Ok(asc) = asc_rx.recv() else {
-            return Err(join_audio(handle)
-                .err()
-                .unwrap_or_else(|| anyhow!("the AAC encoder did not start")));
-        };
+        let encoder = AacEncoder::new(AacEncoderConfig {
+            sample_rate: AUDIO_RATE,
+            channels: 1,
+            bitrate_bps: AUDIO_BITRATE,
+        })?;
         let mut params = AacParams::lc(AUDIO_RATE, 1);
-        params.config = Bytes::from(asc);
+        params.config = Bytes::copy_from_slice(encoder.audio_specific_config());
         tracks.push(TrackInfo {
             params: TrackParams::Aac(params),
             clock_rate: AUDIO_RATE,
         });
-        Some(handle)
+        let (hub, stop) = (hub.clone(), stop.clone());
+        Some(
+            thread::Builder::new()
+                .name(format!("test-aac-{}", hub.name()))
+                .spawn(move || audio_loop(&hub, encoder, epoch, &stop))
+                .context("starting the test audio thread")?,
+        )
     } else {
         None
     };
@@ -111,31 +109,10 @@ fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) ->
     let result = video_loop(hub, &mut video, &mut pattern, config, epoch, stop);
     stop.store(true, Ordering::Relaxed);
     if let Some(t) = audio_thread {
-        join_audio(t)?;
+        t.join()
+            .map_err(|_| anyhow!("test audio thread panicked"))??;
     }
     result
-}
-
-fn join_audio(handle: thread::JoinHandle<Result<()>>) -> Result<()> {
-    handle
-        .join()
-        .map_err(|_| anyhow!("test audio thread panicked"))?
-}
-
-fn audio_thread(
-    hub: &Hub,
-    epoch: Instant,
-    stop: &AtomicBool,
-    asc: std::sync::mpsc::Sender<Vec<u8>>,
-) -> Result<()> {
-    let encoder = AacEncoder::new(AacEncoderConfig {
-        sample_rate: AUDIO_RATE,
-        channels: 1,
-        bitrate_bps: AUDIO_BITRATE,
-    })?;
-    let _ = asc.send(encoder.audio_specific_config().to_vec());
-    drop(asc);
-    audio_loop(hub, encoder, epoch, stop)
 }
 
 fn video_loop(

@@ -1,0 +1,153 @@
+//! HLS and Low-Latency HLS output: one muxer per watched stream, started by
+//! the first playlist request and stopped after `hls.idle_timeout_seconds`
+//! without requests, so an unwatched agent spends nothing on HLS.
+//!
+//! Video and audio are muxed into one fMP4 rendition: one playlist, one
+//! request per part for both tracks, and nothing to keep in step between
+//! renditions. That is what camera LL-HLS servers do and what every
+//! player reads.
+//!
+//! Pure parts: [`segmenter`] (frames to fMP4 parts, through the shared
+//! [`crate::fmp4`] writer), [`window`] (the live segments), [`playlist`]
+//! (m3u8 text), [`names`] (URIs). [`muxer`] is the tokio adapter.
+
+pub mod muxer;
+pub mod names;
+pub mod playlist;
+pub mod segmenter;
+pub mod window;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+pub use muxer::Muxer;
+
+use crate::config::HlsConfig;
+use crate::hub::Streams;
+
+/// The first MSN of a muxer is the wall clock in these units, or the
+/// stream's last MSN if higher. Segments last longer than this, so MSNs
+/// never repeat, even across restarts of the agent, and segment URIs can
+/// be cached as immutable.
+pub const MSN_CLOCK_MS: u64 = 500;
+
+/// The advertised PART-TARGET for `hls.part_ms`: 5 % above it. Capture
+/// timestamps jitter by a millisecond or two, so five 40 ms frames measure
+/// 199 to 201 ms; with the headroom such a part fits a 200 ms setting
+/// instead of being cut one frame short (parts should fill at least 85 %
+/// of the target), and so do 24 fps parts (5 x 41.7 ms).
+pub fn part_target(part_ms: u32) -> Duration {
+    Duration::from_micros(u64::from(part_ms) * 1050)
+}
+
+/// Every running muxer, by stream name.
+pub struct Hls {
+    config: HlsConfig,
+    streams: Arc<Streams>,
+    shutdown: watch::Receiver<bool>,
+    muxers: Mutex<HashMap<String, Running>>,
+    /// The next MSN of each stream whose muxer stopped.
+    next_msn: Mutex<HashMap<String, u64>>,
+}
+
+struct Running {
+    muxer: Arc<Muxer>,
+    last_request: Instant,
+}
+
+impl Hls {
+    pub fn new(config: HlsConfig, streams: Arc<Streams>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            config,
+            streams,
+            shutdown,
+            muxers: Mutex::default(),
+            next_msn: Mutex::default(),
+        }
+    }
+
+    pub fn config(&self) -> &HlsConfig {
+        &self.config
+    }
+
+    /// The muxer of `stream`, started now if it is not running. `None` for
+    /// an unknown stream or when HLS is disabled.
+    pub fn start(self: &Arc<Self>, stream: &str) -> Option<Arc<Muxer>> {
+        if !self.config.enabled {
+            return None;
+        }
+        let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = muxers.get_mut(stream) {
+            r.last_request = Instant::now();
+            return Some(r.muxer.clone());
+        }
+        let hub = self.streams.get(stream)?;
+        let muxer = Arc::new(Muxer::new(self.first_msn(stream)));
+        muxers.insert(
+            stream.to_owned(),
+            Running {
+                muxer: muxer.clone(),
+                last_request: Instant::now(),
+            },
+        );
+        tracing::info!(stream, "hls muxer started");
+        tokio::spawn(muxer::run(
+            self.clone(),
+            hub,
+            muxer.clone(),
+            self.shutdown.clone(),
+        ));
+        Some(muxer)
+    }
+
+    /// The muxer of `stream` if it is running; counts as a request.
+    pub fn running(&self, stream: &str) -> Option<Arc<Muxer>> {
+        let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
+        let r = muxers.get_mut(stream)?;
+        r.last_request = Instant::now();
+        Some(r.muxer.clone())
+    }
+
+    /// How many muxers run now.
+    pub fn active(&self) -> usize {
+        self.muxers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Removes `muxer` if nobody asked it anything for the idle timeout, or
+    /// unconditionally when `force`. True when it must stop.
+    fn retire(&self, stream: &str, muxer: &Arc<Muxer>, force: bool) -> bool {
+        let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = muxers.get(stream).filter(|r| Arc::ptr_eq(&r.muxer, muxer)) else {
+            return true;
+        };
+        let idle = Duration::from_secs(self.config.idle_timeout_seconds);
+        if !force && r.last_request.elapsed() < idle {
+            return false;
+        }
+        muxers.remove(stream);
+        if let Some(next) = muxer.next_msn() {
+            self.next_msn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(stream.to_owned(), next);
+        }
+        true
+    }
+
+    fn first_msn(&self, stream: &str) -> u64 {
+        let clock = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64 / MSN_CLOCK_MS);
+        let last = self
+            .next_msn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .copied()
+            .unwrap_or(0);
+        clock.max(last)
+    }
+}

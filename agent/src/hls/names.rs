@@ -1,0 +1,76 @@
+//! The file names a muxer serves under `/<stream>/`, and their parsing.
+//! Names carry the media sequence number (and part index), so any request
+//! maps straight to the window.
+
+pub const PLAYLIST: &str = "index.m3u8";
+pub const INIT: &str = "init.mp4";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resource {
+    Playlist,
+    Init,
+    Segment(u64),
+    Part(u64, usize),
+}
+
+pub fn segment(msn: u64) -> String {
+    format!("seg{msn}.m4s")
+}
+
+pub fn part(msn: u64, part: usize) -> String {
+    format!("part{msn}.{part}.m4s")
+}
+
+/// The resource `name` asks for; `None` for anything we never serve.
+pub fn parse(name: &str) -> Option<Resource> {
+    match name {
+        PLAYLIST => return Some(Resource::Playlist),
+        INIT => return Some(Resource::Init),
+        _ => {}
+    }
+    let stem = name.strip_suffix(".m4s")?;
+    if let Some(n) = stem.strip_prefix("seg") {
+        return Some(Resource::Segment(number(n)?));
+    }
+    let (msn, part) = stem.strip_prefix("part")?.split_once('.')?;
+    Some(Resource::Part(number(msn)?, number(part)? as usize))
+}
+
+/// Plain decimal digits only: no sign, no spaces, and it must fit.
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(parse(&segment(42)), Some(Resource::Segment(42)));
+        assert_eq!(parse(&part(42, 3)), Some(Resource::Part(42, 3)));
+        assert_eq!(parse("index.m3u8"), Some(Resource::Playlist));
+        assert_eq!(parse("init.mp4"), Some(Resource::Init));
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for bad in [
+            "seg.m4s",
+            "seg-1.m4s",
+            "seg+1.m4s",
+            "seg1.mp4",
+            "part1.m4s",
+            "part1.x.m4s",
+            "part1.2.3.m4s",
+            "seg99999999999999999999.m4s",
+            "../etc/passwd",
+            "",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
