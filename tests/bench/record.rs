@@ -20,6 +20,25 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// utime + stime of the agent's thread named `name` (the recorder of a
+/// stream runs on `record-<stream>`): the recorder's own CPU, which the
+/// encoder's noise in the whole-process figure hides.
+fn thread_ticks(pid: u32, name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
 fn clock_ticks_per_second() -> f64 {
     let out = std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -39,36 +58,53 @@ fn proc_io(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn status(agent: &Agent) -> serde_json::Value {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &agent.http_url("/api/recordings/status")])
-        .output()
-        .expect("curl");
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    all[0].clone()
+/// One HTTP/1.1 request to the agent; the response body.
+fn http(agent: &Agent, method: &str, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", agent.http_port)).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{method} {path}: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    raw.split_off(head_end)
 }
 
-fn post(agent: &Agent, path: &str) {
-    let ok = std::process::Command::new("curl")
-        .args(["-sf", "-X", "POST", &agent.http_url(path)])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(ok, "POST {path} failed");
+fn status(agent: &Agent) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_slice(&http(agent, "GET", "/api/recordings/status")).expect("status JSON");
+    all[0].clone()
 }
 
 struct Window {
     cpu_s: f64,
+    recorder_cpu_s: f64,
     minutes: f64,
     syscw: u64,
 }
 
 fn measure(agent: &Agent, seconds: u64) -> Window {
     let pid = agent.pid();
+    let r0 = thread_ticks(pid, "record-cam");
     let (c0, w0, t0) = (cpu_ticks(pid), proc_io(pid, "syscw"), Instant::now());
     std::thread::sleep(Duration::from_secs(seconds));
     let (c1, w1) = (cpu_ticks(pid), proc_io(pid, "syscw"));
+    let r1 = thread_ticks(pid, "record-cam");
     Window {
         cpu_s: (c1 - c0) as f64 / clock_ticks_per_second(),
+        recorder_cpu_s: (r1 - r0) as f64 / clock_ticks_per_second(),
         minutes: t0.elapsed().as_secs_f64() / 60.0,
         syscw: w1 - w0,
     }
@@ -90,7 +126,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     eprintln!("bench-record: {seconds} s without recording...");
     let idle = measure(&agent, seconds);
-    post(&agent, "/api/recordings/cam/start");
+    http(&agent, "POST", "/api/recordings/cam/start");
     std::thread::sleep(Duration::from_secs(2));
     let s0 = status(&agent);
     eprintln!("bench-record: {seconds} s recording (fsync = {fsync})...");
@@ -108,9 +144,13 @@ fn main() {
     );
     println!("  agent CPU          {idle_rate:.3} CPU-s/min without recording, {rec_rate:.3} with");
     println!(
-        "  CPU per recorded stream  {:.3} CPU-s/min ({:.2}% of a core)",
-        rec_rate - idle_rate,
-        (rec_rate - idle_rate) / 60.0 * 100.0
+        "  CPU per recorded stream  {:.3} CPU-s/min (with - without; noisy: the encoder dominates)",
+        rec_rate - idle_rate
+    );
+    let thread_rate = rec.recorder_cpu_s / rec.minutes;
+    println!(
+        "  recorder thread CPU      {thread_rate:.3} CPU-s/min ({:.2}% of a core)",
+        thread_rate / 60.0 * 100.0
     );
     println!(
         "  write calls/min    {:.1} (recorder), {:.1} (/proc syscw, whole agent; {:.1} without recording)",

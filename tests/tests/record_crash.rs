@@ -66,11 +66,11 @@ fn kill_9_ten_times_loses_at_most_the_fragment_in_flight() {
         let open = partial_files(&data);
         let killed_at = now_ms();
         agent.restart();
-        // Repair runs before the agent listens, so it is done by now.
-        assert!(
-            partial_files(&data).is_empty(),
-            "round {round}: {:?} left open",
-            partial_files(&data)
+        // Repair runs at start-up, before any recorder opens a new file.
+        wait_for(
+            &format!("round {round}: repair of {open:?}"),
+            Duration::from_secs(15),
+            || open.iter().all(|p| !p.exists()).then_some(()),
         );
         for p in open {
             let closed = std::path::PathBuf::from(p.to_string_lossy().trim_end_matches(".partial"));

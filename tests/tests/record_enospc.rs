@@ -1,13 +1,15 @@
 //! A full disk pauses recording, reports the error, and recording resumes
-//! once space returns; the files written stay playable, and live viewers
-//! do not notice.
+//! once space returns; the files written stay playable, and RTSP readers
+//! do not notice (ffmpeg and ffprobe read the stream while the disk is full).
 
 mod record_common;
 
 use std::time::Duration;
 
 use record_common::*;
-use streamswitch_tests::Agent;
+use std::process::Command;
+
+use streamswitch_tests::{run_with_timeout, Agent};
 
 #[test]
 fn a_full_disk_pauses_recording_and_space_resumes_it() {
@@ -32,10 +34,55 @@ fn a_full_disk_pauses_recording_and_space_resumes_it() {
     // The source goes on while recording is paused.
     let before = http(port, "GET", "/api/streams", &[]).json();
     assert_eq!(before[0]["state"], "live", "{before}");
-    // Stays paused while the disk is full, retrying.
-    std::thread::sleep(Duration::from_secs(3));
+    // RTSP readers get every frame and decode cleanly while the recorder
+    // keeps failing and retrying on the full disk.
+    let url = agent.rtsp_url("cam");
+    let probe = std::thread::spawn(move || {
+        run_with_timeout(
+            Command::new("ffprobe").args([
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-read_intervals",
+                "%+5",
+                "-select_streams",
+                "v",
+                "-count_packets",
+                "-show_entries",
+                "stream=nb_read_packets",
+                "-of",
+                "csv=p=0",
+                &url,
+            ]),
+            Duration::from_secs(30),
+        )
+    });
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-rtsp_transport", "tcp", "-i"])
+            .arg(agent.rtsp_url("cam"))
+            .args(["-t", "5", "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        ok && err.is_empty(),
+        "RTSP decode while the disk is full: {err}"
+    );
+    let (ok, packets, err) = probe.join().unwrap();
+    assert!(ok, "{err}");
+    let packets: u64 = packets.trim().parse().unwrap_or(0);
+    // 5 s at 25 fps.
+    assert!(
+        packets >= 110,
+        "an RTSP reader got {packets} video frames in 5 s"
+    );
     let still = status(port, "cam");
-    assert_eq!(still["recording"], false, "{still}");
+    assert!(
+        still["errors"].as_u64().unwrap() > paused["errors"].as_u64().unwrap(),
+        "it kept retrying: {still}"
+    );
+    assert_eq!(still["paused"], true, "{still}");
     let files_when_full = closed_files(&data);
     assert!(!files_when_full.is_empty());
     for f in &files_when_full {

@@ -350,3 +350,38 @@ fn header_without_room_is_refused() {
         Err(Error::NoRoom { .. })
     ));
 }
+
+#[test]
+fn single_track_streams_work_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (info, frames) = media(2);
+    for keep in [0usize, 1] {
+        let single = StreamInfo {
+            tracks: vec![info.tracks[keep].clone()],
+            epoch: info.epoch,
+        };
+        let own: Vec<Frame> = frames
+            .iter()
+            .filter(|f| f.track == keep)
+            .map(|f| Frame {
+                track: 0,
+                ..f.clone()
+            })
+            .collect();
+        let mut b = FragmentBuilder::new(&single, Timeline::ZeroAtFirstFrame).unwrap();
+        let mut frags = Vec::new();
+        for f in own {
+            b.push(f).unwrap();
+            if b.ready_secs() >= 0.5 {
+                frags.extend(b.cut().unwrap());
+            }
+        }
+        frags.extend(b.finish(None).unwrap());
+        assert!(frags.iter().all(|f| f.starts_with_key || keep == 0));
+        let total: f64 = frags.iter().map(Fragment::duration_secs).sum();
+        assert!((total - 2.0).abs() < 0.05, "track {keep}: {total} s");
+        let path = dir.path().join(format!("single{keep}.mp4"));
+        write_file(&path, &init_segment(&single, None).unwrap(), &frags);
+        assert_eq!(ffmpeg_errors(&path), "", "track {keep}");
+    }
+}

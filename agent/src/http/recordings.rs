@@ -95,10 +95,11 @@ async fn list(State(ctx): State<Arc<AppContext>>, Query(q): Query<ListQuery>) ->
 
 fn read_duration(path: &Path) -> Option<std::time::Duration> {
     use std::io::Read;
-    let mut prefix = Vec::with_capacity(16 << 10);
+    // ftyp + moov + padding: under 2 KiB for our files.
+    let mut prefix = Vec::with_capacity(4 << 10);
     std::fs::File::open(path)
         .ok()?
-        .take(16 << 10)
+        .take(4 << 10)
         .read_to_end(&mut prefix)
         .ok()?;
     crate::fmp4::declared_duration(&prefix)

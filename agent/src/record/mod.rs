@@ -317,6 +317,12 @@ impl Recorder {
                         let mut st = lock(&self.status);
                         st.fragments += 1;
                         st.media_bytes += f.media_bytes as u64;
+                        // Paused until media is on disk again, not merely
+                        // a header.
+                        if self.paused_until.take().is_some() {
+                            st.paused = false;
+                            info!(stream = self.hub.name(), "recording resumed");
+                        }
                     }),
                     None => Ok(()),
                 },
@@ -359,11 +365,7 @@ impl Recorder {
         {
             let mut st = lock(&self.status);
             st.recording = true;
-            st.paused = false;
             st.current_file = Some(file.relative.clone());
-        }
-        if self.paused_until.take().is_some() {
-            info!(stream = self.hub.name(), "recording resumed");
         }
         self.file = Some(file);
         Ok(())
@@ -372,7 +374,15 @@ impl Recorder {
     /// A write failed (ENOSPC, EIO...): the file is closed with what it
     /// has, and recording pauses; live streaming is not affected.
     fn fail(&mut self, error: String) {
-        warn!(stream = self.hub.name(), "recording paused: {error}");
+        // Retries come every second while the disk stays full: log each
+        // new error once, repeats only at debug level.
+        let repeated = lock(&self.status).last_error.as_deref() == Some(error.as_str())
+            && self.paused_until.is_some();
+        if repeated {
+            tracing::debug!(stream = self.hub.name(), "recording still paused: {error}");
+        } else {
+            warn!(stream = self.hub.name(), "recording paused: {error}");
+        }
         self.segmenter.reset();
         if let Some(file) = self.file.take() {
             if let Err(e) = self.close_after_error(file) {

@@ -94,3 +94,122 @@ pub fn repair(partial: &Path) -> io::Result<Repaired> {
         truncated,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::fmp4::{FragmentBuilder, Timeline};
+    use crate::media::aac::AacParams;
+    use crate::media::h264::H264Params;
+    use crate::media::{Frame, StreamInfo, TrackInfo, TrackParams};
+
+    /// A header and three one-second fragments of synthetic frames.
+    fn recording() -> (Bytes, Vec<Bytes>) {
+        let info = Arc::new(StreamInfo {
+            tracks: vec![
+                TrackInfo {
+                    params: TrackParams::H264(H264Params {
+                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
+                        pps: Bytes::from_static(&[0x68, 0xce]),
+                        width: 320,
+                        height: 240,
+                    }),
+                    clock_rate: 90_000,
+                },
+                TrackInfo {
+                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
+                    clock_rate: 48_000,
+                },
+            ],
+            epoch: Instant::now(),
+        });
+        let init = fmp4::init_segment(&info, None).unwrap();
+        let header = fmp4::padded_init_segment(&info, None, init.len() + 64).unwrap();
+        let mut b = FragmentBuilder::new(&info, Timeline::ZeroAtFirstFrame).unwrap();
+        let mut fragments = Vec::new();
+        for n in 0..76i64 {
+            b.push(Frame {
+                track: 0,
+                pts: n * 3600,
+                dts: n * 3600,
+                key: n % 25 == 0,
+                data: Bytes::from(vec![n as u8; 500]),
+            })
+            .unwrap();
+            if n % 25 == 0 && n > 0 {
+                fragments.push(b.cut().unwrap().unwrap().bytes);
+            }
+        }
+        fragments.push(b.finish(Some(76 * 3600)).unwrap().unwrap().bytes);
+        (header, fragments)
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_file_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (header, fragments) = recording();
+        let mut bytes = header.to_vec();
+        for f in &fragments[..3] {
+            bytes.extend_from_slice(f);
+        }
+        let torn = 300;
+        bytes.extend_from_slice(&fragments[3][..torn]);
+        let partial = dir.path().join("cam_20260101T000000.000Z.mp4.partial");
+        std::fs::write(&partial, &bytes).unwrap();
+        let r = repair(&partial).unwrap();
+        let closed = dir.path().join("cam_20260101T000000.000Z.mp4");
+        assert_eq!(
+            r,
+            Repaired::Closed {
+                path: closed.clone(),
+                truncated: torn as u64
+            }
+        );
+        assert!(!partial.exists());
+        let s = fmp4::scan(&mut std::fs::File::open(&closed).unwrap()).unwrap();
+        assert!(s.is_closed(), "{s:?}");
+        assert_eq!(s.fragments.len(), 3);
+        assert_eq!(s.declared_duration.as_millis(), 3000);
+    }
+
+    #[test]
+    fn files_without_media_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (header, fragments) = recording();
+        let cases: [Vec<u8>; 3] = [
+            Vec::new(),
+            header[..header.len() / 2].to_vec(),
+            [&header[..], &fragments[0][..100]].concat(),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let p = dir.path().join(format!("f{i}.mp4.partial"));
+            std::fs::write(&p, bytes).unwrap();
+            assert_eq!(repair(&p).unwrap(), Repaired::Removed, "case {i}");
+            assert!(!p.exists());
+        }
+    }
+
+    #[test]
+    fn scanning_any_truncation_never_panics() {
+        let (header, fragments) = recording();
+        let whole: Vec<u8> = [&header[..], &fragments[0][..], &fragments[1][..]].concat();
+        for len in 0..whole.len() {
+            let cut = &whole[..len];
+            if let Ok(s) = fmp4::scan(&mut std::io::Cursor::new(cut)) {
+                assert!(s.complete_len <= len as u64);
+                assert!(s.fragments.len() <= 2);
+            }
+        }
+        // Corrupt bytes anywhere in the fragments: never a panic either.
+        for pos in (header.len()..whole.len()).step_by(7) {
+            let mut bad = whole.clone();
+            bad[pos] ^= 0xff;
+            let _ = fmp4::scan(&mut std::io::Cursor::new(&bad));
+        }
+    }
+}
