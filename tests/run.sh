@@ -8,4 +8,4 @@ bash tests/setup.sh
 
 export CARGO_TERM_COLOR=never
 cargo build --bins
-cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
