@@ -220,8 +220,17 @@ impl RawRtsp {
             req.push_str(&format!("{name}: {value}\r\n"));
         }
         req.push_str("User-Agent: streamswitch-tests-raw\r\n\r\n");
-        self.conn.get_mut().write_all(req.as_bytes())?;
+        self.send_raw(req.as_bytes())
+    }
+
+    /// Sends `bytes` as they are and reads the response.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<Response> {
+        self.conn.get_mut().write_all(bytes)?;
         self.read_response()
+    }
+
+    pub fn set_read_timeout(&self, timeout: Duration) -> Result<()> {
+        Ok(self.conn.get_ref().set_read_timeout(Some(timeout))?)
     }
 
     fn read_response(&mut self) -> Result<Response> {
@@ -307,6 +316,21 @@ impl RawRtsp {
     /// and PLAY, after which the caller may simply stop reading. Returns
     /// the SDP.
     pub fn play_interleaved(&mut self, url: &str) -> Result<String> {
+        let (sdp, session) = self.setup_interleaved(url)?;
+        let play = self.request(
+            "PLAY",
+            url,
+            &[("Session", &session), ("Range", "npt=0.000-")],
+        )?;
+        if play.status != 200 {
+            bail!("PLAY got {}", play.status);
+        }
+        Ok(sdp)
+    }
+
+    /// DESCRIBE and SETUP of every track over interleaved channels 0-1,
+    /// 2-3...; returns the SDP and the session id.
+    pub fn setup_interleaved(&mut self, url: &str) -> Result<(String, String)> {
         let describe = self.request("DESCRIBE", url, &[("Accept", "application/sdp")])?;
         if describe.status != 200 {
             bail!("DESCRIBE got {}", describe.status);
@@ -328,15 +352,7 @@ impl RawRtsp {
             session = Some(id.split(';').next().unwrap_or(id).trim().to_owned());
         }
         let session = session.context("the SDP has no track")?;
-        let play = self.request(
-            "PLAY",
-            url,
-            &[("Session", &session), ("Range", "npt=0.000-")],
-        )?;
-        if play.status != 200 {
-            bail!("PLAY got {}", play.status);
-        }
-        Ok(sdp)
+        Ok((sdp, session))
     }
 }
 
