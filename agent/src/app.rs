@@ -48,7 +48,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
             s.name
         );
     }
-    let _ = rtsp_listener;
+    {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tasks.spawn(crate::rtsp::serve(rtsp_listener, ctx, shutdown));
+    }
 
     let http_listener = bind(config.http.listen, "http").await?;
     info!("http listening on {}", http_listener.local_addr()?);

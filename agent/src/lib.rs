@@ -6,4 +6,5 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod rtsp;
 pub mod source;

@@ -1,0 +1,262 @@
+//! Framing of what a client sends on the RTSP connection: requests (parsed
+//! by `rtsp-types`) and interleaved `$` frames, with the limits and status
+//! codes of bad input decided here, without any I/O.
+
+use rtsp_types::{Message, Request, StatusCode, Version};
+
+/// Largest request accepted, head and body together.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum Framed {
+    /// More bytes are needed.
+    Incomplete,
+    /// A request, and how many bytes of the buffer it used.
+    Request(Box<Request<Vec<u8>>>, usize),
+    /// An interleaved frame (`$`, channel, 16-bit length, payload): the
+    /// payload is `buf[4..consumed]`.
+    Interleaved { channel: u8, consumed: usize },
+    /// Bytes to drop: blank lines between messages, or a response (we send
+    /// no requests, so a response is never awaited).
+    Skip(usize),
+    /// A bad request: answer with `status`, then drop `consumed` bytes, or
+    /// close the connection when the framing cannot be recovered (`None`).
+    Error {
+        status: StatusCode,
+        cseq: Option<String>,
+        consumed: Option<usize>,
+    },
+}
+
+/// Frames the first message of `buf`.
+pub fn frame(buf: &[u8]) -> Framed {
+    let blank = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    if blank > 0 {
+        return Framed::Skip(blank);
+    }
+    match buf.first() {
+        None => return Framed::Incomplete,
+        Some(b'$') => return interleaved(buf),
+        Some(_) => {}
+    }
+    let Some(head_len) = find_head_end(buf) else {
+        return if buf.len() > MAX_REQUEST {
+            Framed::Error {
+                status: StatusCode::RequestMessageBodyTooLarge,
+                cseq: None,
+                consumed: None,
+            }
+        } else {
+            Framed::Incomplete
+        };
+    };
+    let head = &buf[..head_len];
+    let cseq = header(head, "cseq").map(|v| String::from_utf8_lossy(v).into_owned());
+    let error = |status, consumed| Framed::Error {
+        status,
+        cseq: cseq.clone(),
+        consumed,
+    };
+    let body_len = match content_length(head) {
+        Ok(n) => n,
+        Err(()) => return error(StatusCode::BadRequest, Some(head_len)),
+    };
+    let total = head_len.saturating_add(body_len);
+    if total > MAX_REQUEST {
+        return error(StatusCode::RequestMessageBodyTooLarge, None);
+    }
+    if buf.len() < total {
+        return Framed::Incomplete;
+    }
+    if head.starts_with(b"RTSP/") {
+        return Framed::Skip(total);
+    }
+    match Message::<Vec<u8>>::parse(&buf[..total]) {
+        Ok((Message::Request(request), used)) if used == total => {
+            if request.version() != Version::V1_0 {
+                return error(StatusCode::RTSPVersionNotSupported, Some(total));
+            }
+            Framed::Request(Box::new(request), total)
+        }
+        _ => error(StatusCode::BadRequest, Some(total)),
+    }
+}
+
+fn interleaved(buf: &[u8]) -> Framed {
+    if buf.len() < 4 {
+        return Framed::Incomplete;
+    }
+    let consumed = 4 + u16::from_be_bytes([buf[2], buf[3]]) as usize;
+    if buf.len() < consumed {
+        return Framed::Incomplete;
+    }
+    Framed::Interleaved {
+        channel: buf[1],
+        consumed,
+    }
+}
+
+/// The length of the head, up to and including the empty line.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    let window = &buf[..buf.len().min(MAX_REQUEST + 4)];
+    window
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+}
+
+/// The value of the first header called `name` (lowercase) in `head`.
+fn header<'a>(head: &'a [u8], name: &'a str) -> Option<&'a [u8]> {
+    headers(head, name).next()
+}
+
+fn headers<'a>(head: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|b| *b == b'\n').skip(1).filter_map(move |line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        let (key, value) = line.split_at(colon);
+        key.eq_ignore_ascii_case(name.as_bytes())
+            .then(|| value[1..].trim_ascii())
+    })
+}
+
+/// The body length: 0 without Content-Length; an error when it is not one
+/// number or is given twice (the two could disagree).
+fn content_length(head: &[u8]) -> Result<usize, ()> {
+    let mut values = headers(head, "content-length");
+    let Some(value) = values.next() else {
+        return Ok(0);
+    };
+    if values.next().is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rtsp_types::Method;
+
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 1\r\n\r\n";
+
+    fn request(f: Framed) -> (Request<Vec<u8>>, usize) {
+        match f {
+            Framed::Request(r, n) => (*r, n),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_requests_are_incomplete_at_every_split() {
+        for i in 0..OPTIONS.len() {
+            assert!(matches!(frame(&OPTIONS[..i]), Framed::Incomplete), "{i}");
+        }
+        let (r, n) = request(frame(OPTIONS));
+        assert_eq!(n, OPTIONS.len());
+        assert_eq!(r.method(), Method::Options);
+    }
+
+    #[test]
+    fn pipelined_requests_come_one_by_one_with_their_bodies() {
+        let mut buf =
+            b"SET_PARAMETER rtsp://h/cam RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec();
+        buf.extend_from_slice(OPTIONS);
+        let (r, n) = request(frame(&buf));
+        assert_eq!(r.method(), Method::SetParameter);
+        assert_eq!(r.body(), b"hello");
+        let (r, m) = request(frame(&buf[n..]));
+        assert_eq!(r.method(), Method::Options);
+        assert_eq!(n + m, buf.len());
+        // A body not fully there yet.
+        assert!(matches!(frame(&buf[..n - 1]), Framed::Incomplete));
+    }
+
+    #[test]
+    fn interleaved_frames_and_blank_lines_are_skipped() {
+        let mut buf = vec![b'$', 1, 0, 3, 9, 9, 9];
+        assert!(matches!(frame(&buf[..5]), Framed::Incomplete));
+        assert!(matches!(
+            frame(&buf),
+            Framed::Interleaved {
+                channel: 1,
+                consumed: 7
+            }
+        ));
+        buf.clear();
+        buf.extend_from_slice(b"\r\n\r\n");
+        buf.extend_from_slice(OPTIONS);
+        assert!(matches!(frame(&buf), Framed::Skip(4)));
+        assert!(matches!(
+            frame(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n"),
+            Framed::Skip(28)
+        ));
+    }
+
+    #[test]
+    fn oversized_requests_get_413_and_close() {
+        let endless = vec![b'a'; MAX_REQUEST + 1];
+        assert!(matches!(
+            frame(&endless),
+            Framed::Error {
+                status: StatusCode::RequestMessageBodyTooLarge,
+                consumed: None,
+                ..
+            }
+        ));
+        let big_body =
+            b"SET_PARAMETER rtsp://h/cam RTSP/1.0\r\nCSeq: 7\r\nContent-Length: 100000\r\n\r\n";
+        match frame(big_body) {
+            Framed::Error {
+                status: StatusCode::RequestMessageBodyTooLarge,
+                cseq,
+                consumed: None,
+            } => assert_eq!(cseq.as_deref(), Some("7")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_requests_get_400_and_the_stream_goes_on() {
+        for bad in [
+            &b"GARBAGE\r\nCSeq: 3\r\n\r\n"[..],
+            b"OPTIONS rtsp://h/cam HTTP/1.1\r\nCSeq: 3\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nno colon\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: x\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let mut buf = bad.to_vec();
+            buf.extend_from_slice(OPTIONS);
+            match frame(&buf) {
+                Framed::Error {
+                    status: StatusCode::BadRequest,
+                    cseq,
+                    consumed: Some(n),
+                } => {
+                    assert_eq!(cseq.as_deref(), Some("3"));
+                    let (r, _) = request(frame(&buf[n..]));
+                    assert_eq!(r.method(), Method::Options);
+                }
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
+    }
+
+    #[test]
+    fn rtsp_2_gets_505() {
+        assert!(matches!(
+            frame(b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\n"),
+            Framed::Error {
+                status: StatusCode::RTSPVersionNotSupported,
+                ..
+            }
+        ));
+    }
+}

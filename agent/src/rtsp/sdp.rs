@@ -1,0 +1,119 @@
+//! The session description (RFC 4566) a DESCRIBE returns: one media
+//! section per track, H.264 as RFC 6184 says, AAC as RFC 3640 says.
+
+use std::fmt::Write;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use crate::media::{StreamInfo, TrackParams};
+
+/// The RTP payload type of track `index`: dynamic types from 96.
+pub fn payload_type(index: usize) -> u8 {
+    96 + (index as u8 & 0x1f)
+}
+
+/// The `a=control` value of track `index`, relative to the Content-Base.
+pub fn track_control(index: usize) -> String {
+    format!("trackID={index}")
+}
+
+/// The SDP of `info`. `session_id` goes in the origin line, `ip` is the
+/// address the client reached us on.
+pub fn describe(info: &StreamInfo, name: &str, session_id: u64, ip: &str) -> String {
+    let family = if ip.contains(':') { "IP6" } else { "IP4" };
+    let mut s = String::with_capacity(512);
+    let _ = write!(
+        s,
+        "v=0\r\no=- {session_id} 1 IN {family} {ip}\r\ns={name}\r\nc=IN {family} {}\r\nt=0 0\r\na=tool:StreamSwitch\r\na=range:npt=now-\r\na=control:*\r\n",
+        if family == "IP4" { "0.0.0.0" } else { "::" }
+    );
+    for (i, track) in info.tracks.iter().enumerate() {
+        let pt = payload_type(i);
+        match &track.params {
+            TrackParams::H264(p) => {
+                let _ = write!(
+                    s,
+                    "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H264/{}\r\na=fmtp:{pt} packetization-mode=1",
+                    track.clock_rate
+                );
+                if let Some(pli) = p.profile_level_id() {
+                    let _ = write!(
+                        s,
+                        ";profile-level-id={:02X}{:02X}{:02X}",
+                        pli[0], pli[1], pli[2]
+                    );
+                }
+                let _ = write!(
+                    s,
+                    ";sprop-parameter-sets={},{}\r\n",
+                    BASE64.encode(&p.sps),
+                    BASE64.encode(&p.pps)
+                );
+                if p.width > 0 && p.height > 0 {
+                    let _ = write!(s, "a=framesize:{pt} {}-{}\r\n", p.width, p.height);
+                }
+            }
+            TrackParams::Aac(p) => {
+                let config: String = p.config.iter().map(|b| format!("{b:02X}")).collect();
+                let _ = write!(
+                    s,
+                    "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} mpeg4-generic/{}/{}\r\na=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={config}\r\n",
+                    track.clock_rate, p.channels
+                );
+            }
+        }
+        let _ = write!(s, "a=control:{}\r\n", track_control(i));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::media::aac::AacParams;
+    use crate::media::h264::H264Params;
+    use crate::media::TrackInfo;
+
+    #[test]
+    fn h264_and_aac_tracks_are_described() {
+        let info = StreamInfo {
+            tracks: vec![
+                TrackInfo {
+                    params: TrackParams::H264(H264Params {
+                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda]),
+                        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                        width: 320,
+                        height: 240,
+                    }),
+                    clock_rate: 90_000,
+                },
+                TrackInfo {
+                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
+                    clock_rate: 48_000,
+                },
+            ],
+            epoch: Instant::now(),
+        };
+        let sdp = describe(&info, "cam", 42, "127.0.0.1");
+        let lines: Vec<&str> = sdp.split("\r\n").collect();
+        assert_eq!(lines[0], "v=0");
+        assert!(lines.contains(&"o=- 42 1 IN IP4 127.0.0.1"));
+        assert!(lines.contains(&"s=cam"));
+        assert!(lines.contains(&"m=video 0 RTP/AVP 96"));
+        assert!(lines.contains(&"a=rtpmap:96 H264/90000"));
+        assert!(lines.contains(
+            &"a=fmtp:96 packetization-mode=1;profile-level-id=42C01F;sprop-parameter-sets=Z0LAH9o=,aM48gA=="
+        ));
+        assert!(lines.contains(&"a=control:trackID=0"));
+        assert!(lines.contains(&"m=audio 0 RTP/AVP 97"));
+        assert!(lines.contains(&"a=rtpmap:97 mpeg4-generic/48000/1"));
+        assert!(lines.contains(&"a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1188"));
+        assert!(lines.contains(&"a=control:trackID=1"));
+        assert!(sdp.ends_with("\r\n"));
+    }
+}

@@ -1,0 +1,88 @@
+//! The RTSP server: accepts connections (a bounded number), runs each on
+//! its own task, and closes them all on shutdown.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use super::auth::Authenticator;
+use super::connection;
+use super::stage::Stages;
+use crate::app::AppContext;
+use crate::config::RtspConfig;
+
+/// What every connection shares.
+pub struct Server {
+    pub ctx: Arc<AppContext>,
+    pub config: RtspConfig,
+    pub stages: Stages,
+    pub auth: Option<Authenticator>,
+    /// Sessions open now, against `config.max_sessions`.
+    pub sessions: Arc<AtomicUsize>,
+    /// The origin of the millisecond times connections keep.
+    pub clock: Instant,
+}
+
+impl Server {
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.session_timeout_seconds)
+    }
+}
+
+/// Serves RTSP on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<AppContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let config = ctx.config.rtsp.clone();
+    // Room for every session plus connections that only DESCRIBE.
+    let connections = Arc::new(Semaphore::new(config.max_sessions * 2 + 16));
+    let server = Arc::new(Server {
+        stages: Stages::new(config.max_packet_size),
+        auth: config.auth.clone().map(Authenticator::new),
+        sessions: Arc::new(AtomicUsize::new(0)),
+        clock: Instant::now(),
+        ctx,
+        config,
+    });
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let (server, shutdown) = (server.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    connection::run(server, stream, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: back off a little.
+                warn!("rtsp accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
