@@ -299,6 +299,12 @@ impl RawRtsp {
         Ok(Some((head[1], payload)))
     }
 
+    /// Sets the socket's receive buffer, which opens the TCP window again
+    /// after [`RawRtsp::connect_with_rcvbuf`] kept it small.
+    pub fn set_recv_buffer(&self, size: usize) -> Result<()> {
+        Ok(socket2::SockRef::from(self.conn.get_ref()).set_recv_buffer_size(size)?)
+    }
+
     /// Bytes the kernel holds for this socket that nobody read yet.
     pub fn unread_bytes(&self) -> usize {
         use std::os::fd::AsRawFd;
