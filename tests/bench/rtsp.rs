@@ -60,6 +60,7 @@ struct Figures {
     window_s: f64,
     gross: f64,
     net: f64,
+    rss_idle_kb: u64,
     rss_mid_kb: u64,
     hwm_kb: u64,
     slowest_fps: f64,
@@ -145,6 +146,7 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
     let cpu0 = cpu_seconds(pid);
     std::thread::sleep(window);
     let idle_cpu_s = cpu_seconds(pid) - cpu0;
+    let rss_idle_kb = agent.status_kb("VmRSS");
 
     let counts: Vec<Arc<ReaderCount>> = (0..n).map(|_| Arc::default()).collect();
     let tasks: Vec<_> = counts
@@ -207,6 +209,7 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
         window_s,
         gross: window_cpu_s / client_minutes,
         net: (window_cpu_s - idle_cpu_s * window_s / window.as_secs_f64()) / client_minutes,
+        rss_idle_kb,
         rss_mid_kb,
         hwm_kb,
         slowest_fps: slowest as f64 / window_s,
@@ -225,29 +228,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn header() {
-    println!(
-        "{:>7} {:>6} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
-        "readers",
-        "run",
-        "start-up",
-        "idle",
-        "window",
-        "gross",
-        "net",
-        "RSS mid",
-        "VmHWM",
-        "slowest",
-        "lost"
-    );
-    println!(
-        "{:>7} {:>6} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}",
-        "", "", "ms", "CPU-s", "CPU-s", "s/c-min", "s/c-min", "MB", "MB", "fps", "pkts"
-    );
+    let columns = [
+        ("readers", ""),
+        ("run", ""),
+        ("start-up", "ms"),
+        ("idle", "CPU-s"),
+        ("window", "CPU-s"),
+        ("gross", "s/c-min"),
+        ("net", "s/c-min"),
+        ("RSS idle", "MB"),
+        ("RSS mid", "MB"),
+        ("VmHWM", "MB"),
+        ("slowest", "fps"),
+        ("lost", "pkts"),
+    ];
+    let widths = [7, 6, 9, 7, 7, 8, 8, 8, 8, 8, 8, 6];
+    for line in [0, 1] {
+        let cells: Vec<String> = columns
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{:>w$}", if line == 0 { c.0 } else { c.1 }))
+            .collect();
+        println!("{}", cells.join(" "));
+    }
 }
 
 fn row(label: &str, f: &Figures) {
     println!(
-        "{:>7} {:>6} {:>10.0} {:>8.2} {:>9.2} {:>9.4} {:>9.4} {:>9.1} {:>9.1} {:>8.2} {:>6}",
+        "{:>7} {:>6} {:>9.0} {:>7.2} {:>7.2} {:>8.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1} {:>8.2} {:>6}",
         f.readers,
         label,
         f.startup_ms,
@@ -255,6 +263,7 @@ fn row(label: &str, f: &Figures) {
         f.window_cpu_s,
         f.gross,
         f.net,
+        f.rss_idle_kb as f64 / 1024.0,
         f.rss_mid_kb as f64 / 1024.0,
         f.hwm_kb as f64 / 1024.0,
         f.slowest_fps,
@@ -307,6 +316,7 @@ fn main() -> Result<()> {
                 window_s: med(|f| f.window_s),
                 gross: med(|f| f.gross),
                 net: med(|f| f.net),
+                rss_idle_kb: med(|f| f.rss_idle_kb as f64) as u64,
                 rss_mid_kb: med(|f| f.rss_mid_kb as f64) as u64,
                 hwm_kb: med(|f| f.hwm_kb as f64) as u64,
                 slowest_fps: med(|f| f.slowest_fps),
