@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use rtsp_types::headers;
 use rtsp_types::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{debug, info, warn};
@@ -32,6 +32,8 @@ const INFO_WAIT: Duration = Duration::from_secs(3);
 /// How long PLAY waits for the first burst (the next keyframe at worst).
 const FIRST_BURST_WAIT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
+/// How long a connection closed for bad input drains what is in flight.
+const LINGER: Duration = Duration::from_secs(1);
 
 type Reply = Response<Vec<u8>>;
 
@@ -67,6 +69,7 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Re
     let mut tick = tokio::time::interval(TICK);
     loop {
         if !conn.drain(&mut buf).await {
+            conn.linger(&mut reader).await;
             break;
         }
         tokio::select! {
@@ -137,6 +140,18 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Closes our side and reads what the client still sends for a moment,
+    /// so that closing with unread input (an RST) does not destroy the
+    /// last response before the client reads it.
+    async fn linger(&self, reader: &mut OwnedReadHalf) {
+        let _ = self.writer.lock().await.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
 
     async fn send(&self, reply: &Reply) -> bool {
