@@ -57,7 +57,12 @@ pub struct Received {
     pub audio_clock_rate: Option<u32>,
     pub video_arrivals: Vec<Instant>,
     pub video_timestamps: Vec<i64>,
+    pub audio_arrivals: Vec<Instant>,
     pub audio_timestamps: Vec<i64>,
+    /// Normal play time of each frame (seconds since the PLAY response's
+    /// RTP-Info `rtptime`), video then audio.
+    pub video_npt: Vec<f64>,
+    pub audio_npt: Vec<f64>,
     /// Whether each video frame was a random access point (an IDR).
     pub video_keyframes: Vec<bool>,
     pub sender_reports: usize,
@@ -80,6 +85,27 @@ impl Received {
             (Some(&&a), Some(&&b)) if b > a => (in_window.len() - 1) as f64 / (b - a).as_secs_f64(),
             _ => 0.0,
         }
+    }
+
+    /// How much later audio plays than video if each track's frames are
+    /// shown in step with their arrival after the first `skip`: the median
+    /// of (arrival - NPT) of audio minus that of video, in seconds.
+    pub fn audio_lag_secs(&self, skip: Duration) -> Option<f64> {
+        let start = *self.video_arrivals.first()? + skip;
+        let anchor = |arrivals: &[Instant], npt: &[f64]| {
+            let mut offsets: Vec<f64> = arrivals
+                .iter()
+                .zip(npt)
+                .filter(|(t, _)| **t >= start)
+                .map(|(t, n)| (*t - start).as_secs_f64() - n)
+                .collect();
+            offsets.sort_by(|a, b| a.total_cmp(b));
+            offsets.get(offsets.len() / 2).copied()
+        };
+        Some(
+            anchor(&self.audio_arrivals, &self.audio_npt)?
+                - anchor(&self.video_arrivals, &self.video_npt)?,
+        )
     }
 }
 
@@ -124,6 +150,7 @@ pub async fn receive(
             CodecItem::VideoFrame(f) => {
                 got.video_arrivals.push(Instant::now());
                 got.video_timestamps.push(f.timestamp().timestamp());
+                got.video_npt.push(f.timestamp().elapsed_secs());
                 got.video_keyframes.push(f.is_random_access_point());
                 if let Some(ParametersRef::Video(v)) = demuxed.streams()[f.stream_id()].parameters()
                 {
@@ -131,7 +158,9 @@ pub async fn receive(
                 }
             }
             CodecItem::AudioFrame(f) => {
+                got.audio_arrivals.push(Instant::now());
                 got.audio_timestamps.push(f.timestamp().timestamp());
+                got.audio_npt.push(f.timestamp().elapsed_secs());
                 if let Some(ParametersRef::Audio(a)) = demuxed.streams()[f.stream_id()].parameters()
                 {
                     got.audio_clock_rate = Some(a.clock_rate());

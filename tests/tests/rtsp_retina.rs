@@ -70,6 +70,14 @@ fn plays_both_tracks(transport_name: &str) {
         "audio timestamps do not step by {AAC_FRAME}"
     );
 
+    let lag = got
+        .audio_lag_secs(Duration::from_secs(1))
+        .expect("steady audio and video");
+    assert!(
+        lag.abs() <= 0.2,
+        "audio is {lag:.3} s off video by RTP-Info and arrival times"
+    );
+
     assert!(
         got.sender_reports >= 1,
         "no RTCP sender report in {SECONDS} s"
