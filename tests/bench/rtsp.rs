@@ -50,16 +50,23 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-/// Figures of one run at one reader count.
+/// Figures of one run at one reader count. CPU figures per client-minute:
+/// gross = window / client-minutes, net = (window - idle) / client-minutes,
+/// net* = the same as net without the test source's encoder threads.
 #[derive(Clone, Debug)]
 struct Figures {
     readers: usize,
     startup_ms: f64,
     idle_cpu_s: f64,
     window_cpu_s: f64,
+    /// The same without the encoder threads.
+    idle_serve_s: f64,
+    window_serve_s: f64,
     window_s: f64,
     gross: f64,
     net: f64,
+    /// Net from the CPU without the encoder threads.
+    net_serve: f64,
     rss_idle_kb: u64,
     rss_mid_kb: u64,
     hwm_kb: u64,
@@ -75,9 +82,11 @@ struct ReaderCount {
     started: AtomicBool,
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+/// utime + stime from a /proc `stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0; // a thread that just ended
+    };
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
@@ -86,6 +95,23 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz
+}
+
+/// CPU of the whole process (all threads, ended ones included), and of
+/// the process without the test source's encoder threads (`test-*`), in
+/// seconds. The second is the RTSP serving cost without the encoder's
+/// run-to-run noise.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let total = stat_cpu_seconds(&format!("/proc/{pid}/stat"));
+    let mut encoder = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc task") {
+        let dir = task.expect("task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.starts_with("test-") {
+            encoder += stat_cpu_seconds(&dir.join("stat").to_string_lossy());
+        }
+    }
+    (total, total - encoder)
 }
 
 /// Plays the stream and counts video frames (RTP marker bits) and lost
@@ -143,9 +169,10 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
     })?;
     std::thread::sleep(Duration::from_secs(2));
 
-    let cpu0 = cpu_seconds(pid);
+    let (cpu0, serve0) = cpu_seconds(pid);
     std::thread::sleep(window);
-    let idle_cpu_s = cpu_seconds(pid) - cpu0;
+    let (cpu1, serve1) = cpu_seconds(pid);
+    let (idle_cpu_s, idle_serve_s) = (cpu1 - cpu0, serve1 - serve0);
     let rss_idle_kb = agent.status_kb("VmRSS");
 
     let counts: Vec<Arc<ReaderCount>> = (0..n).map(|_| Arc::default()).collect();
@@ -175,11 +202,12 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
     let frames0: Vec<u64> = counts.iter().map(|c| frames(c)).collect();
     let lost0: u64 = counts.iter().map(|c| lost(c)).sum();
     let t0 = Instant::now();
-    let cpu0 = cpu_seconds(pid);
+    let (cpu0, serve0) = cpu_seconds(pid);
     std::thread::sleep(window / 2);
     let rss_mid_kb = agent.status_kb("VmRSS");
     std::thread::sleep(window - window / 2);
-    let window_cpu_s = cpu_seconds(pid) - cpu0;
+    let (cpu1, serve1) = cpu_seconds(pid);
+    let (window_cpu_s, window_serve_s) = (cpu1 - cpu0, serve1 - serve0);
     let window_s = t0.elapsed().as_secs_f64();
     let slowest = counts
         .iter()
@@ -206,9 +234,13 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
         startup_ms: startup.as_secs_f64() * 1000.0,
         idle_cpu_s,
         window_cpu_s,
+        idle_serve_s,
+        window_serve_s,
         window_s,
         gross: window_cpu_s / client_minutes,
         net: (window_cpu_s - idle_cpu_s * window_s / window.as_secs_f64()) / client_minutes,
+        net_serve: (window_serve_s - idle_serve_s * window_s / window.as_secs_f64())
+            / client_minutes,
         rss_idle_kb,
         rss_mid_kb,
         hwm_kb,
@@ -236,13 +268,16 @@ fn header() {
         ("window", "CPU-s"),
         ("gross", "s/c-min"),
         ("net", "s/c-min"),
+        ("srv idle", "CPU-s"),
+        ("srv win", "CPU-s"),
+        ("net*", "s/c-min"),
         ("RSS idle", "MB"),
         ("RSS mid", "MB"),
         ("VmHWM", "MB"),
         ("slowest", "fps"),
-        ("lost", "pkts"),
+        ("lost", "pkt"),
     ];
-    let widths = [7, 6, 9, 7, 7, 8, 8, 8, 8, 8, 8, 6];
+    let widths = [7, 6, 8, 6, 6, 7, 7, 8, 7, 7, 8, 7, 6, 7, 4];
     for line in [0, 1] {
         let cells: Vec<String> = columns
             .iter()
@@ -255,7 +290,7 @@ fn header() {
 
 fn row(label: &str, f: &Figures) {
     println!(
-        "{:>7} {:>6} {:>9.0} {:>7.2} {:>7.2} {:>8.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1} {:>8.2} {:>6}",
+        "{:>7} {:>6} {:>8.0} {:>6.2} {:>6.2} {:>7.4} {:>7.4} {:>8.3} {:>7.3} {:>7.4} {:>8.1} {:>7.1} {:>6.1} {:>7.2} {:>4}",
         f.readers,
         label,
         f.startup_ms,
@@ -263,6 +298,9 @@ fn row(label: &str, f: &Figures) {
         f.window_cpu_s,
         f.gross,
         f.net,
+        f.idle_serve_s,
+        f.window_serve_s,
+        f.net_serve,
         f.rss_idle_kb as f64 / 1024.0,
         f.rss_mid_kb as f64 / 1024.0,
         f.hwm_kb as f64 / 1024.0,
@@ -313,9 +351,12 @@ fn main() -> Result<()> {
                 startup_ms: med(|f| f.startup_ms),
                 idle_cpu_s: med(|f| f.idle_cpu_s),
                 window_cpu_s: med(|f| f.window_cpu_s),
+                idle_serve_s: med(|f| f.idle_serve_s),
+                window_serve_s: med(|f| f.window_serve_s),
                 window_s: med(|f| f.window_s),
                 gross: med(|f| f.gross),
                 net: med(|f| f.net),
+                net_serve: med(|f| f.net_serve),
                 rss_idle_kb: med(|f| f.rss_idle_kb as f64) as u64,
                 rss_mid_kb: med(|f| f.rss_mid_kb as f64) as u64,
                 hwm_kb: med(|f| f.hwm_kb as f64) as u64,
