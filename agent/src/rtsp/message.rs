@@ -54,7 +54,10 @@ pub fn frame(buf: &[u8]) -> Framed {
         };
     };
     let head = &buf[..head_len];
-    let cseq = header(head, "cseq").map(|v| String::from_utf8_lossy(v).into_owned());
+    // CSeq is echoed in the response: only digits, never anything to inject.
+    let cseq = header(head, "cseq")
+        .filter(|v| !v.is_empty() && v.len() <= 10 && v.iter().all(u8::is_ascii_digit))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     let error = |status, consumed| Framed::Error {
         status,
         cseq: cseq.clone(),
@@ -74,7 +77,10 @@ pub fn frame(buf: &[u8]) -> Framed {
     if head.starts_with(b"RTSP/") {
         return Framed::Skip(total);
     }
-    if !distinct_header_names(head) {
+    if has_bare_cr_or_lf(head)
+        || (cseq.is_none() && header(head, "cseq").is_some())
+        || !distinct_header_names(head)
+    {
         return error(StatusCode::BadRequest, Some(total));
     }
     match Message::<Vec<u8>>::parse(&buf[..total]) {
@@ -87,6 +93,17 @@ pub fn frame(buf: &[u8]) -> Framed {
         }
         _ => error(StatusCode::BadRequest, Some(total)),
     }
+}
+
+/// True when a CR or LF in `head` is not part of a CRLF. rtsp-types takes
+/// them as part of a header value; we refuse them, so that no line break
+/// can hide in a value (a fuzz finding).
+fn has_bare_cr_or_lf(head: &[u8]) -> bool {
+    head.iter().enumerate().any(|(i, b)| match b {
+        b'\r' => head.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || head[i - 1] != b'\r',
+        _ => false,
+    })
 }
 
 /// False when a header name is empty or a prefix of another one. rtsp-types
@@ -270,6 +287,8 @@ mod tests {
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nno colon\r\n\r\n",
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: x\r\n\r\n",
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nX: a\nInjected: b\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nX: a\rb\r\n\r\n",
         ] {
             let mut buf = bad.to_vec();
             buf.extend_from_slice(OPTIONS);
@@ -329,6 +348,18 @@ mod tests {
                 .as_str(),
             "a, b"
         );
+    }
+
+    #[test]
+    fn a_cseq_that_is_not_a_number_is_refused_and_not_echoed() {
+        match frame(b"OPTIONS * RTSP/1.0\r\nCSeq: 1 x\r\n\r\n") {
+            Framed::Error {
+                status: StatusCode::BadRequest,
+                cseq: None,
+                consumed: Some(_),
+            } => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
