@@ -54,9 +54,11 @@ pub fn frame(buf: &[u8]) -> Framed {
         };
     };
     let head = &buf[..head_len];
-    // CSeq is echoed in the response: only digits, never anything to inject.
+    // CSeq is echoed in the response: one number, never anything to inject.
+    let cseqs = headers(head, "cseq").count();
     let cseq = header(head, "cseq")
-        .filter(|v| !v.is_empty() && v.len() <= 10 && v.iter().all(u8::is_ascii_digit))
+        .filter(|v| cseqs == 1 && !v.is_empty() && v.len() <= 10)
+        .filter(|v| v.iter().all(u8::is_ascii_digit))
         .map(|v| String::from_utf8_lossy(v).into_owned());
     let error = |status, consumed| Framed::Error {
         status,
@@ -77,10 +79,7 @@ pub fn frame(buf: &[u8]) -> Framed {
     if head.starts_with(b"RTSP/") {
         return Framed::Skip(total);
     }
-    if has_bare_cr_or_lf(head)
-        || (cseq.is_none() && header(head, "cseq").is_some())
-        || !distinct_header_names(head)
-    {
+    if has_bare_cr_or_lf(head) || (cseq.is_none() && cseqs > 0) || !distinct_header_names(head) {
         return error(StatusCode::BadRequest, Some(total));
     }
     match Message::<Vec<u8>>::parse(&buf[..total]) {
@@ -352,13 +351,18 @@ mod tests {
 
     #[test]
     fn a_cseq_that_is_not_a_number_is_refused_and_not_echoed() {
-        match frame(b"OPTIONS * RTSP/1.0\r\nCSeq: 1 x\r\n\r\n") {
-            Framed::Error {
-                status: StatusCode::BadRequest,
-                cseq: None,
-                consumed: Some(_),
-            } => {}
-            other => panic!("{other:?}"),
+        for bad in [
+            &b"OPTIONS * RTSP/1.0\r\nCSeq: 1 x\r\n\r\n"[..],
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nCSeq: 2\r\n\r\n",
+        ] {
+            match frame(bad) {
+                Framed::Error {
+                    status: StatusCode::BadRequest,
+                    cseq: None,
+                    consumed: Some(_),
+                } => {}
+                other => panic!("{other:?}"),
+            }
         }
     }
 
