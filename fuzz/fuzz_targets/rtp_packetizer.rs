@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(track.next_seq, seq.wrapping_add(parsed.len() as u16));
     let expected: Vec<Vec<u8>> = nals
         .iter()
-        .filter(|n| !n.is_empty())
+        .filter(|n| h264::sendable(n))
         .map(|n| n.to_vec())
         .collect();
     let got = h264::depacketize(parsed.iter().map(|(_, p)| *p)).expect("reassembles");

@@ -31,7 +31,7 @@ const PUBLIC: &str =
 const INFO_WAIT: Duration = Duration::from_secs(3);
 /// How long PLAY waits for the first burst (the next keyframe at worst).
 const FIRST_BURST_WAIT: Duration = Duration::from_secs(5);
-const TICK: Duration = Duration::from_secs(1);
+const MAX_TICK: Duration = Duration::from_secs(5);
 /// How long a connection closed for bad input drains what is in flight.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -66,7 +66,10 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Re
     };
     debug!(%peer, "rtsp connection");
     let mut buf = BytesMut::with_capacity(4096);
-    let mut tick = tokio::time::interval(TICK);
+    // Timeouts are checked a few times per timeout period, not more: each
+    // check wakes the server thread.
+    let mut tick = tokio::time::interval((conn.server.session_timeout() / 4).min(MAX_TICK));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !conn.drain(&mut buf).await {
             conn.linger(&mut reader).await;
