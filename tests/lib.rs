@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod rtsp_client;
+
 /// The agent binary: `$STREAMSWITCH_BIN`, or `streamswitch` in the target
 /// directory this test was built into (`cargo build` builds it; `.ci/run`
 /// does that before the tests).
@@ -68,11 +70,17 @@ impl Agent {
     /// Like [`Agent::start`], with a data dir the caller made (and may
     /// reuse across restarts).
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Agent {
+        Self::start_with_rtsp(dir, "", extra)
+    }
+
+    /// Like [`Agent::start_in`], with `rtsp` lines (such as
+    /// `max_sessions = 300`) added to the `[rtsp]` table.
+    pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
         let rtsp_port = free_port();
         let http_port = free_port();
         let data = dir.path().join("data");
         let config = format!(
-            "[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{extra}",
+            "[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{extra}",
             data.display()
         );
         let config_path = dir.path().join("agent.toml");

@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use rtsp_types::headers;
 use rtsp_types::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Mutex};
 use tracing::{debug, info, warn};
@@ -31,7 +31,9 @@ const PUBLIC: &str =
 const INFO_WAIT: Duration = Duration::from_secs(3);
 /// How long PLAY waits for the first burst (the next keyframe at worst).
 const FIRST_BURST_WAIT: Duration = Duration::from_secs(5);
-const TICK: Duration = Duration::from_secs(1);
+const MAX_TICK: Duration = Duration::from_secs(5);
+/// How long a connection closed for bad input drains what is in flight.
+const LINGER: Duration = Duration::from_secs(1);
 
 type Reply = Response<Vec<u8>>;
 
@@ -64,9 +66,13 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Re
     };
     debug!(%peer, "rtsp connection");
     let mut buf = BytesMut::with_capacity(4096);
-    let mut tick = tokio::time::interval(TICK);
+    // Timeouts are checked a few times per timeout period, not more: each
+    // check wakes the server thread.
+    let mut tick = tokio::time::interval((conn.server.session_timeout() / 4).min(MAX_TICK));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !conn.drain(&mut buf).await {
+            conn.linger(&mut reader).await;
             break;
         }
         tokio::select! {
@@ -137,6 +143,18 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Closes our side and reads what the client still sends for a moment,
+    /// so that closing with unread input (an RST) does not destroy the
+    /// last response before the client reads it.
+    async fn linger(&self, reader: &mut OwnedReadHalf) {
+        let _ = self.writer.lock().await.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
 
     async fn send(&self, reply: &Reply) -> bool {

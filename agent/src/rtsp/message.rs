@@ -54,7 +54,12 @@ pub fn frame(buf: &[u8]) -> Framed {
         };
     };
     let head = &buf[..head_len];
-    let cseq = header(head, "cseq").map(|v| String::from_utf8_lossy(v).into_owned());
+    // CSeq is echoed in the response: one number, never anything to inject.
+    let cseqs = headers(head, "cseq").count();
+    let cseq = header(head, "cseq")
+        .filter(|v| cseqs == 1 && !v.is_empty() && v.len() <= 10)
+        .filter(|v| v.iter().all(u8::is_ascii_digit))
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     let error = |status, consumed| Framed::Error {
         status,
         cseq: cseq.clone(),
@@ -74,14 +79,76 @@ pub fn frame(buf: &[u8]) -> Framed {
     if head.starts_with(b"RTSP/") {
         return Framed::Skip(total);
     }
+    if has_bare_cr_or_lf(head)
+        || has_folded_line(head)
+        || (cseq.is_none() && cseqs > 0)
+        || !distinct_header_names(head)
+    {
+        return error(StatusCode::BadRequest, Some(total));
+    }
     match Message::<Vec<u8>>::parse(&buf[..total]) {
-        Ok((Message::Request(request), used)) if used == total => {
+        Ok((Message::Request(mut request), used)) if used == total => {
             if request.version() != Version::V1_0 {
                 return error(StatusCode::RTSPVersionNotSupported, Some(total));
             }
+            trim_joined_headers(&mut request);
             Framed::Request(Box::new(request), total)
         }
         _ => error(StatusCode::BadRequest, Some(total)),
+    }
+}
+
+/// True when a CR or LF in `head` is not part of a CRLF. rtsp-types takes
+/// them as part of a header value; we refuse them, so that no line break
+/// can hide in a value (a fuzz finding).
+fn has_bare_cr_or_lf(head: &[u8]) -> bool {
+    head.iter().enumerate().any(|(i, b)| match b {
+        b'\r' => head.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || head[i - 1] != b'\r',
+        _ => false,
+    })
+}
+
+/// True when a header line continues the one before it (obsolete line
+/// folding): rtsp-types joins it to that header, which our own look at the
+/// head (CSeq, Content-Length) would miss (a fuzz finding).
+fn has_folded_line(head: &[u8]) -> bool {
+    head.split(|b| *b == b'\n')
+        .skip(1)
+        .any(|line| line.starts_with(b" ") || line.starts_with(b"\t"))
+}
+
+/// False when a header name is empty or a prefix of another one. rtsp-types
+/// 0.1 orders header names by their common prefix only, so it would merge
+/// `C` into `CSeq`, or an empty name into any header (a fuzz finding).
+fn distinct_header_names(head: &[u8]) -> bool {
+    let mut names: Vec<Vec<u8>> = head
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .filter_map(|line| {
+            let colon = line.iter().position(|b| *b == b':')?;
+            Some(line[..colon].to_ascii_lowercase())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    // In sorted order a name is a prefix of a later one only if it is a
+    // prefix of the next one.
+    names.first().is_none_or(|n| !n.is_empty())
+        && names.windows(2).all(|w| !w[1].starts_with(&w[0]))
+}
+
+/// rtsp-types joins a repeated header with ", "; an empty repeat leaves a
+/// trailing separator that it would trim when reading the request again.
+/// Trimming it here keeps a framed request the same once written back.
+fn trim_joined_headers(request: &mut Request<Vec<u8>>) {
+    let untrimmed: Vec<_> = request
+        .headers()
+        .filter(|(_, v)| v.as_str().len() != v.as_str().trim_end().len())
+        .map(|(n, v)| (n.clone(), v.as_str().trim_end().to_owned()))
+        .collect();
+    for (name, value) in untrimmed {
+        request.insert_header(name, value);
     }
 }
 
@@ -231,6 +298,9 @@ mod tests {
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nno colon\r\n\r\n",
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: x\r\n\r\n",
             b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nX: a\nInjected: b\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\nX: a\rb\r\n\r\n",
+            b"OPTIONS rtsp://h/cam RTSP/1.0\r\nCSeq: 3\r\n Content-Length: 9\r\n\r\n",
         ] {
             let mut buf = bad.to_vec();
             buf.extend_from_slice(OPTIONS);
@@ -245,6 +315,66 @@ mod tests {
                     assert_eq!(r.method(), Method::Options);
                 }
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_written_back_frames_the_same() {
+        // The fuzz target's first finding: an empty repeat of a header.
+        let buf = b"DESCRIBE rtsp://h/cam RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\nAccept: \r\n\r\n";
+        let (r, _) = request(frame(buf));
+        let mut written = Vec::new();
+        r.write(&mut written).unwrap();
+        let (again, n) = request(frame(&written));
+        assert_eq!(n, written.len());
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn header_names_rtsp_types_would_merge_are_refused() {
+        for bad in [
+            &b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n: x\r\n\r\n"[..],
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nC: x\r\n\r\n",
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent: x\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    frame(bad),
+                    Framed::Error {
+                        status: StatusCode::BadRequest,
+                        ..
+                    }
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Repeats of one name are fine.
+        let (r, _) = request(frame(
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX: a\r\nx: b\r\n\r\n",
+        ));
+        assert_eq!(
+            r.header(&rtsp_types::HeaderName::from_static_str("X").unwrap())
+                .unwrap()
+                .as_str(),
+            "a, b"
+        );
+    }
+
+    #[test]
+    fn a_cseq_that_is_not_a_number_is_refused_and_not_echoed() {
+        for bad in [
+            &b"OPTIONS * RTSP/1.0\r\nCSeq: 1 x\r\n\r\n"[..],
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nCSeq: 2\r\n\r\n",
+        ] {
+            match frame(bad) {
+                Framed::Error {
+                    status: StatusCode::BadRequest,
+                    cseq: None,
+                    consumed: Some(_),
+                } => {}
+                other => panic!("{other:?}"),
             }
         }
     }

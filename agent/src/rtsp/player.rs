@@ -195,3 +195,30 @@ pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn vectored_writes_survive_partial_writes_and_many_buffers() {
+        // A pipe that takes 7 bytes at a time forces partial writes in the
+        // middle of buffers; 3000 buffers exceed IOV_MAX.
+        let (mut w, mut r) = tokio::io::duplex(7);
+        let parts: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![i as u8; (i % 5) as usize])
+            .collect();
+        let expected: Vec<u8> = parts.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut slices: Vec<IoSlice> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored(&mut w, &mut slices).await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
@@ -39,11 +39,51 @@ impl Server {
 }
 
 /// Serves RTSP on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<AppContext>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+///
+/// The server runs on a thread of its own with a single-threaded runtime:
+/// when a frame arrives, the stage and every session reading it run one
+/// after the other in one wake-up of that thread, instead of waking
+/// runtime workers across threads for each session. Fan-out cost is
+/// dominated by those wake-ups, and one core serves far more sessions
+/// than a camera is asked for.
+pub async fn serve(listener: TcpListener, ctx: Arc<AppContext>, shutdown: watch::Receiver<bool>) {
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("rtsp server not started: {e}");
+            return;
+        }
+    };
+    let (done, finished) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("rtsp".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!("rtsp server not started: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => run(listener, ctx, shutdown).await,
+                    Err(e) => warn!("rtsp server not started: {e}"),
+                }
+            });
+            drop(done);
+        });
+    if let Err(e) = thread {
+        warn!("rtsp server not started: {e}");
+        return;
+    }
+    let _ = finished.await;
+}
+
+async fn run(listener: TcpListener, ctx: Arc<AppContext>, mut shutdown: watch::Receiver<bool>) {
     let config = ctx.config.rtsp.clone();
     // Room for every session plus connections that only DESCRIBE.
     let connections = Arc::new(Semaphore::new(config.max_sessions * 2 + 16));

@@ -192,3 +192,133 @@ async fn run(shared: Arc<StageShared>, mut frames: Subscription, max_packet: usi
         shared.fanout.publish(Arc::new(burst), frame.key, bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::media::aac::AacParams;
+    use crate::media::h264::{length_prefixed, H264Params};
+    use crate::media::{Frame, StreamInfo, TrackInfo};
+
+    fn hub() -> (Arc<Hub>, SharedStreamInfo) {
+        let hub = Arc::new(Hub::new("cam"));
+        hub.set_info(StreamInfo {
+            tracks: vec![
+                TrackInfo {
+                    params: TrackParams::H264(H264Params {
+                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f]),
+                        pps: Bytes::from_static(&[0x68, 0xce]),
+                        width: 16,
+                        height: 16,
+                    }),
+                    clock_rate: 90_000,
+                },
+                TrackInfo {
+                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
+                    clock_rate: 48_000,
+                },
+            ],
+            epoch: Instant::now(),
+        });
+        let info = hub.info().unwrap();
+        (hub, info)
+    }
+
+    fn video(pts: i64, key: bool, size: usize) -> Frame {
+        let nal: Vec<u8> = std::iter::once(if key { 0x65 } else { 0x41 })
+            .chain(std::iter::repeat_n(7, size))
+            .collect();
+        Frame {
+            track: 0,
+            pts,
+            dts: pts,
+            key,
+            data: length_prefixed([&nal[..]]),
+        }
+    }
+
+    fn audio(pts: i64) -> Frame {
+        Frame {
+            track: 1,
+            pts,
+            dts: pts,
+            key: true,
+            data: Bytes::from_static(&[1, 2, 3]),
+        }
+    }
+
+    async fn next(r: &mut crate::hub::Reader<Arc<RtpBurst>>) -> Arc<RtpBurst> {
+        tokio::time::timeout(Duration::from_secs(5), r.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_burst_per_video_frame_carries_the_audio_before_it() {
+        let (hub, info) = hub();
+        let stages = Stages::new(1400);
+        let stage = stages.get(&hub, &info);
+        let mut a = stage.shared.fanout.subscribe();
+        let mut b = stage.shared.fanout.subscribe();
+        assert!(
+            Arc::ptr_eq(&stages.get(&hub, &info), &stage),
+            "one stage per stream"
+        );
+        hub.publish(video(0, true, 3000));
+        hub.publish(audio(960));
+        hub.publish(audio(1920));
+        hub.publish(video(3000, false, 100));
+
+        let first = next(&mut a).await;
+        assert_eq!(first.packets.len(), 3, "a 3 kB IDR in 3 FU-A packets");
+        assert!(first.packets.iter().all(|p| p.track == 0));
+        let (h, _) = rtp::parse(&first.packets[0].data).unwrap();
+        assert_eq!(first.start[0].seq, h.seq);
+        assert_eq!(first.start[0].rtptime, h.timestamp);
+        assert_eq!(h.timestamp, stage.shared.tracks[0].ts_base);
+        // No audio yet: audio starts where the clock of this frame is.
+        assert_eq!(first.start[1].rtptime, stage.shared.tracks[1].ts_base);
+
+        let second = next(&mut a).await;
+        let tracks: Vec<usize> = second.packets.iter().map(|p| p.track).collect();
+        assert_eq!(tracks, [1, 1, 0]);
+        let (h, _) = rtp::parse(&second.packets[0].data).unwrap();
+        assert_eq!(
+            h.seq, first.start[1].seq,
+            "audio starts at the announced seq"
+        );
+        assert_eq!(
+            h.timestamp,
+            stage.shared.tracks[1].ts_base.wrapping_add(960)
+        );
+        // Both readers get the very same packets.
+        let b1 = next(&mut b).await;
+        assert!(Arc::ptr_eq(&b1, &first));
+    }
+
+    #[tokio::test]
+    async fn a_late_session_starts_at_the_cached_keyframe_and_the_stage_stops_with_the_last() {
+        let (hub, info) = hub();
+        let stages = Stages::new(1400);
+        let stage = stages.get(&hub, &info);
+        let mut early = stage.shared.fanout.subscribe();
+        hub.publish(video(0, true, 10));
+        hub.publish(video(3000, false, 10));
+        next(&mut early).await;
+        next(&mut early).await;
+        let mut late = stage.shared.fanout.subscribe();
+        let cached = next(&mut late).await;
+        let (h, payload) = rtp::parse(&cached.packets[0].data).unwrap();
+        assert_eq!(payload[0] & 0x1f, 5, "starts on the IDR");
+        assert_eq!(h.timestamp, stage.shared.tracks[0].ts_base);
+        assert_eq!(hub.stats().viewers[Output::Rtsp as usize], 1);
+        drop(stage);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(hub.stats().viewers[Output::Rtsp as usize], 0);
+    }
+}

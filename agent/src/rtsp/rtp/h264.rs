@@ -24,7 +24,7 @@ pub fn packetize(
     out: &mut Vec<Bytes>,
 ) {
     let max_payload = max_packet.max(MIN_PACKET) - HEADER_LEN;
-    let nals: Vec<Bytes> = nal_units(au).filter(|n| !n.is_empty()).collect();
+    let nals: Vec<Bytes> = nal_units(au).filter(|n| sendable(n)).collect();
     let packets: usize = nals
         .iter()
         .map(|n| packet_count(n.len(), max_payload))
@@ -52,6 +52,13 @@ pub fn packetize(
             out.push(buf.split().freeze());
         }
     }
+}
+
+/// NAL types 24 to 31 do not occur in an H.264 stream: RFC 6184 uses them
+/// for aggregation and fragmentation units, so a receiver would misread
+/// such a NAL unit sent on its own (a fuzz finding). They are dropped.
+pub fn sendable(nal: &[u8]) -> bool {
+    nal.first().is_some_and(|b| b & 0x1f < 24)
 }
 
 fn packet_count(nal_len: usize, max_payload: usize) -> usize {
@@ -160,6 +167,17 @@ mod tests {
             assert_eq!(fu_start[0], 0x60 | FU_A);
             assert_eq!(fu_start[1], 0x80 | 5);
         }
+    }
+
+    #[test]
+    fn nal_types_reserved_for_rtp_are_not_sent() {
+        let au = length_prefixed([&[0x41u8, 1][..], &[0x7c, 2][..], &[0x58, 3][..]]);
+        let mut out = Vec::new();
+        packetize(&au, 1400, 0, &mut track(), &mut out);
+        assert_eq!(out.len(), 1);
+        let (h, payload) = parse(&out[0]).unwrap();
+        assert_eq!(payload, &[0x41, 1]);
+        assert!(h.marker);
     }
 
     #[test]
