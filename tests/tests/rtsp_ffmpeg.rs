@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streamswitch_tests::{run_with_timeout, test_stream, Agent};
+use streamswitch_tests::{http, run_with_timeout, test_stream, Agent};
 
 const FPS: u32 = 20;
 
@@ -130,6 +130,10 @@ fn ten_ffmpeg_readers_each_get_the_full_frame_rate() {
     let url = agent.rtsp_url("cam");
     let readers: Vec<Reader> = (0..10).map(|_| Reader::start(&url)).collect();
     std::thread::sleep(Duration::from_secs(7));
+    // Every playing session counts as one RTSP viewer of the stream.
+    let streams: Value =
+        serde_json::from_str(&http::get(&agent.http_url("/api/streams")).text()).unwrap();
+    assert_eq!(streams[0]["viewers"]["rtsp"], 10, "{streams}");
     for (i, reader) in readers.iter().enumerate() {
         let fps = reader.steady_fps(Duration::from_millis(1500));
         assert!(

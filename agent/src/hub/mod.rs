@@ -89,9 +89,28 @@ impl Hub {
     /// A reader of this stream's frames, counted as a viewer of `output`
     /// until dropped.
     pub fn subscribe(self: &Arc<Self>, output: Output) -> Subscription {
-        self.stats.viewers[output as usize].fetch_add(1, Ordering::Relaxed);
         Subscription {
             reader: self.frames.subscribe(),
+            hub: self.clone(),
+            _viewer: Some(self.viewer(output)),
+        }
+    }
+
+    /// A reader that counts no viewer: for an output that fans the frames
+    /// out again to viewers of its own (RTSP's RTP stage), which count
+    /// themselves with [`Hub::viewer`].
+    pub fn subscribe_relay(self: &Arc<Self>) -> Subscription {
+        Subscription {
+            reader: self.frames.subscribe(),
+            hub: self.clone(),
+            _viewer: None,
+        }
+    }
+
+    /// Counts one viewer of `output` until the guard is dropped.
+    pub fn viewer(self: &Arc<Self>, output: Output) -> ViewerGuard {
+        self.stats.viewers[output as usize].fetch_add(1, Ordering::Relaxed);
+        ViewerGuard {
             hub: self.clone(),
             output,
         }
@@ -105,7 +124,7 @@ impl Hub {
 pub struct Subscription {
     reader: Reader<Frame>,
     hub: Arc<Hub>,
-    output: Output,
+    _viewer: Option<ViewerGuard>,
 }
 
 impl Subscription {
@@ -122,7 +141,13 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
+/// One viewer of one output, counted in the hub's stats while it lives.
+pub struct ViewerGuard {
+    hub: Arc<Hub>,
+    output: Output,
+}
+
+impl Drop for ViewerGuard {
     fn drop(&mut self) {
         self.hub.stats.viewers[self.output as usize].fetch_sub(1, Ordering::Relaxed);
     }

@@ -23,6 +23,7 @@ use super::session::{self, Session, SessionSlot};
 use super::transport::{self, Requested};
 use super::uri::{self, Target};
 use super::{rtcp, sdp};
+use crate::hub::Output;
 use crate::media::SharedStreamInfo;
 
 const PUBLIC: &str =
@@ -506,6 +507,7 @@ impl Connection {
             writer: self.writer.clone(),
             write_timeout: self.server.session_timeout(),
             cname: format!("streamswitch@{}", self.local.ip()),
+            _viewer: session.hub.viewer(Output::Rtsp),
         };
         info!(peer = %self.peer, session = id, stream, "rtsp play");
         (

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use super::rtcp::{self, SenderInfo};
 use super::stage::{RtpBurst, Stage};
-use crate::hub::Reader;
+use crate::hub::{Reader, ViewerGuard};
 use crate::media::ticks_since;
 
 const SR_INTERVAL: Duration = Duration::from_secs(5);
@@ -51,6 +51,8 @@ pub struct Player {
     /// A TCP write blocked this long ends the session.
     pub write_timeout: Duration,
     pub cname: String,
+    /// Counts this session as an RTSP viewer of the stream while it plays.
+    pub _viewer: ViewerGuard,
 }
 
 #[derive(Clone, Copy, Default)]

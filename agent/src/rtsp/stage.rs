@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::rtp::{self, aac, h264, RtpTrack};
 use super::sdp;
-use crate::hub::{Fanout, GopLimits, Hub, Output, Subscription};
+use crate::hub::{Fanout, GopLimits, Hub, Subscription};
 use crate::media::{rescale, SharedStreamInfo, TrackParams};
 
 /// Bursts a session may fall behind before it skips to the next keyframe:
@@ -112,11 +112,7 @@ impl Stages {
                 .collect(),
             fanout: Fanout::new(BURST_RING, GOP_LIMITS),
         });
-        let task = tokio::spawn(run(
-            shared.clone(),
-            hub.subscribe(Output::Rtsp),
-            self.max_packet,
-        ));
+        let task = tokio::spawn(run(shared.clone(), hub.subscribe_relay(), self.max_packet));
         let stage = Arc::new(Stage { shared, task });
         running.insert(hub.name().to_owned(), Arc::downgrade(&stage));
         stage
