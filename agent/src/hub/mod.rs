@@ -116,6 +116,11 @@ impl Hub {
         }
     }
 
+    /// Readers of the frames right now, counted or not.
+    pub fn reader_count(&self) -> usize {
+        self.frames.reader_count()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot(self.frames.dropped())
     }

@@ -312,9 +312,9 @@ mod tests {
         let (h, payload) = rtp::parse(&cached.packets[0].data).unwrap();
         assert_eq!(payload[0] & 0x1f, 5, "starts on the IDR");
         assert_eq!(h.timestamp, stage.shared.tracks[0].ts_base);
-        assert_eq!(hub.stats().viewers[Output::Rtsp as usize], 1);
+        assert_eq!(hub.reader_count(), 1);
         drop(stage);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(hub.stats().viewers[Output::Rtsp as usize], 0);
+        assert_eq!(hub.reader_count(), 0);
     }
 }
