@@ -73,12 +73,14 @@ fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
     // Resume reading with a normal window. The interleaved framing must be
     // intact through whatever the kernel and the hub kept, the session must
     // still play, and where the hub dropped frames (a jump in RTP time)
-    // video must restart on a keyframe. (The kernel's send buffer, which
-    // autotuning grows to megabytes, can hold more than this test stalls.)
+    // video must restart on a keyframe. The server caps its send buffer,
+    // so a 10 s stall is more than the kernel and the ring hold: there
+    // must be such a jump.
     stalled.set_recv_buffer(1 << 20).unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut video_packets = 0;
     let mut last_ts: Option<u32> = None;
+    let mut resumed_on_keyframe = false;
     while Instant::now() < deadline {
         let (channel, packet) = stalled
             .read_interleaved()
@@ -103,6 +105,7 @@ fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
                     starts_keyframe(&packet[12..]),
                     "after dropping frames the stalled reader resumed on a non-keyframe"
                 );
+                resumed_on_keyframe = true;
             }
         }
         last_ts = Some(ts);
@@ -110,5 +113,9 @@ fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
     assert!(
         video_packets > 0,
         "no video once the stalled reader read again"
+    );
+    assert!(
+        resumed_on_keyframe,
+        "the stalled reader got every frame: the server buffered its whole stall"
     );
 }

@@ -110,6 +110,7 @@ async fn run(listener: TcpListener, ctx: Arc<AppContext>, mut shutdown: watch::R
         };
         match accepted {
             Ok((stream, _)) => {
+                cap_send_buffer(&stream);
                 let (server, shutdown) = (server.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     connection::run(server, stream, shutdown).await;
@@ -125,4 +126,30 @@ async fn run(listener: TcpListener, ctx: Arc<AppContext>, mut shutdown: watch::R
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Kernel send buffer of an RTSP connection: about 2 s of a 2 Mbit/s stream.
+/// Left to autotuning it grows to megabytes, and a reader that stalls would
+/// then get seconds of stale video before the hub skips it to a keyframe.
+const SEND_BUFFER: libc::c_int = 256 * 1024;
+
+fn cap_send_buffer(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let value = SEND_BUFFER;
+    // SAFETY: a valid socket descriptor, and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        warn!(
+            "cannot cap the rtsp send buffer: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
