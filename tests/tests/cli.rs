@@ -80,3 +80,32 @@ fn logs_each_stream_url_and_stops_cleanly_on_sigterm() {
         .expect("agent exits on SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_busy_port_is_a_clear_error_and_nothing_starts() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\ndevice_id = \"x\"\ndata_dir = \"{}\"\n[rtsp]\nlisten = \"127.0.0.1:{port}\"\n[http]\nlisten = \"127.0.0.1:0\"\n{}",
+            dir.path().join("data").display(),
+            test_stream("cam", 160, 120, 10)
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = streamswitch_tests::run_with_timeout(
+        Command::new(agent_bin()).args(["run", "--config"]).arg(&path),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "the agent ran with its RTSP port taken");
+    let text = format!("{out}{err}");
+    assert!(
+        text.contains(&format!("cannot listen for rtsp on 127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(!text.contains("source ready"), "a source started: {text}");
+}
