@@ -97,7 +97,9 @@ fn a_busy_port_is_a_clear_error_and_nothing_starts() {
     )
     .unwrap();
     let (ok, out, err) = streamswitch_tests::run_with_timeout(
-        Command::new(agent_bin()).args(["run", "--config"]).arg(&path),
+        Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(&path),
         Duration::from_secs(20),
     );
     assert!(!ok, "the agent ran with its RTSP port taken");

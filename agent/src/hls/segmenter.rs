@@ -115,34 +115,13 @@ impl Segmenter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use bytes::Bytes;
 
     use super::*;
-    use crate::media::aac::AacParams;
-    use crate::media::h264::H264Params;
-    use crate::media::{TrackInfo, TrackParams};
 
     fn info() -> StreamInfo {
-        StreamInfo {
-            tracks: vec![
-                TrackInfo {
-                    params: TrackParams::H264(H264Params {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
-                        pps: Bytes::from_static(&[0x68, 0xce]),
-                        width: 320,
-                        height: 240,
-                    }),
-                    clock_rate: 90_000,
-                },
-                TrackInfo {
-                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
-                    clock_rate: 48_000,
-                },
-            ],
-            epoch: Instant::now(),
-        }
+        crate::media::test_stream_info()
     }
 
     fn frame(track: usize, dts: i64, key: bool) -> Frame {

@@ -14,6 +14,7 @@ use axum::Router;
 
 use crate::app::AppContext;
 use crate::hub::Output;
+use crate::status::{self, ProcessStats};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -124,7 +125,12 @@ async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
         m.sample(&[("stream", &r.stream)], r.fsyncs);
     }
 
-    let process = process::read();
+    // Zeros where /proc does not tell (a restricted /proc).
+    let process = status::process().unwrap_or(ProcessStats {
+        uptime_s: 0.0,
+        cpu_seconds: 0.0,
+        rss_bytes: 0,
+    });
     m.family(
         "process_cpu_seconds_total",
         "counter",
@@ -142,7 +148,7 @@ async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
         "gauge",
         "Seconds since the agent process started.",
     );
-    m.sample_f64(&[], process.uptime_seconds);
+    m.sample_f64(&[], process.uptime_s);
 
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.text)
 }
@@ -195,105 +201,9 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The agent's own CPU, memory and age, from /proc/self.
-mod process {
-    #[derive(Default)]
-    pub struct Process {
-        pub cpu_seconds: f64,
-        pub rss_bytes: u64,
-        pub uptime_seconds: f64,
-    }
-
-    /// Zeros for what /proc does not tell (another OS, a restricted /proc).
-    pub fn read() -> Process {
-        let ticks = clock_ticks();
-        let stat = std::fs::read_to_string("/proc/self/stat").ok();
-        let stat = stat.as_deref().and_then(parse_stat);
-        let boot_uptime = std::fs::read_to_string("/proc/uptime")
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
-        let rss_kb = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| status_kb(&s, "VmRSS"));
-        Process {
-            cpu_seconds: stat.map_or(0.0, |s| s.cpu_ticks as f64 / ticks),
-            rss_bytes: rss_kb.unwrap_or(0) * 1024,
-            uptime_seconds: match (stat, boot_uptime) {
-                // To the clock tick: the subtraction leaves float noise.
-                (Some(s), Some(up)) => {
-                    ((up - s.start_ticks as f64 / ticks) * ticks)
-                        .round()
-                        .max(0.0)
-                        / ticks
-                }
-                _ => 0.0,
-            },
-        }
-    }
-
-    fn clock_ticks() -> f64 {
-        // SAFETY: sysconf only reads a system constant.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 {
-            t as f64
-        } else {
-            100.0
-        }
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Stat {
-        /// utime + stime.
-        pub cpu_ticks: u64,
-        /// Start time after boot.
-        pub start_ticks: u64,
-    }
-
-    /// Fields of /proc/PID/stat (proc(5)). The command name may hold
-    /// spaces and parentheses, so counting starts after its last ')'.
-    pub fn parse_stat(text: &str) -> Option<Stat> {
-        let rest = &text[text.rfind(')')? + 1..];
-        // After the name: field 3 (state) is index 0.
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-        Some(Stat {
-            cpu_ticks: field(14)? + field(15)?,
-            start_ticks: field(22)?,
-        })
-    }
-
-    /// A `kB` field of /proc/PID/status.
-    pub fn status_kb(text: &str, key: &str) -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_after_an_awkward_name() {
-        let line = "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 500 0 0 0 \
-                    250 50 0 0 20 0 9 0 777 100000 2000 18446744073709551615";
-        let s = process::parse_stat(line).unwrap();
-        assert_eq!(s.cpu_ticks, 300);
-        assert_eq!(s.start_ticks, 777);
-        assert!(process::parse_stat("garbage").is_none());
-    }
-
-    #[test]
-    fn status_rss() {
-        let text = "Name:\tx\nVmHWM:\t  2000 kB\nVmRSS:\t  1500 kB\n";
-        assert_eq!(process::status_kb(text, "VmRSS"), Some(1500));
-        assert_eq!(process::status_kb(text, "VmSwap"), None);
-    }
 
     #[test]
     fn exposition_text() {

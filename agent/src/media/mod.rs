@@ -98,6 +98,30 @@ pub fn rescale(ticks: i64, from: u32, to: u32) -> i64 {
     ((ticks as i128 * to as i128) / from as i128) as i64
 }
 
+/// A stream of one 320x240 H.264 track and one AAC-LC 48 kHz mono track,
+/// with made-up parameter sets: for unit tests of the outputs.
+#[cfg(test)]
+pub fn test_stream_info() -> StreamInfo {
+    StreamInfo {
+        tracks: vec![
+            TrackInfo {
+                params: TrackParams::H264(h264::H264Params {
+                    sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda]),
+                    pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+                    width: 320,
+                    height: 240,
+                }),
+                clock_rate: 90_000,
+            },
+            TrackInfo {
+                params: TrackParams::Aac(aac::AacParams::lc(48_000, 1)),
+                clock_rate: 48_000,
+            },
+        ],
+        epoch: Instant::now(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

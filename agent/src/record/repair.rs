@@ -98,36 +98,17 @@ pub fn repair(partial: &Path) -> io::Result<Repaired> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
 
     use bytes::Bytes;
 
     use super::*;
     use crate::fmp4::{FragmentBuilder, Timeline};
-    use crate::media::aac::AacParams;
-    use crate::media::h264::H264Params;
-    use crate::media::{Frame, StreamInfo, TrackInfo, TrackParams};
+
+    use crate::media::Frame;
 
     /// A header and three one-second fragments of synthetic frames.
     fn recording() -> (Bytes, Vec<Bytes>) {
-        let info = Arc::new(StreamInfo {
-            tracks: vec![
-                TrackInfo {
-                    params: TrackParams::H264(H264Params {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
-                        pps: Bytes::from_static(&[0x68, 0xce]),
-                        width: 320,
-                        height: 240,
-                    }),
-                    clock_rate: 90_000,
-                },
-                TrackInfo {
-                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
-                    clock_rate: 48_000,
-                },
-            ],
-            epoch: Instant::now(),
-        });
+        let info = Arc::new(crate::media::test_stream_info());
         let init = fmp4::init_segment(&info, None).unwrap();
         let header = fmp4::padded_init_segment(&info, None, init.len() + 64).unwrap();
         let mut b = FragmentBuilder::new(&info, Timeline::ZeroAtFirstFrame).unwrap();

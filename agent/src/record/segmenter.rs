@@ -163,30 +163,11 @@ impl Segmenter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::aac::AacParams;
-    use crate::media::h264::H264Params;
-    use crate::media::{StreamInfo, TrackInfo, TrackParams};
+
     use std::sync::Arc;
 
     fn info() -> SharedStreamInfo {
-        Arc::new(StreamInfo {
-            tracks: vec![
-                TrackInfo {
-                    params: TrackParams::H264(H264Params {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
-                        pps: Bytes::from_static(&[0x68, 0xce]),
-                        width: 320,
-                        height: 240,
-                    }),
-                    clock_rate: 90_000,
-                },
-                TrackInfo {
-                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
-                    clock_rate: 48_000,
-                },
-            ],
-            epoch: Instant::now(),
-        })
+        Arc::new(crate::media::test_stream_info())
     }
 
     /// 25 fps video with a keyframe every `gop` frames, from frame `from`.

@@ -70,35 +70,12 @@ pub fn describe(info: &StreamInfo, name: &str, session_id: u64, ip: &str) -> Str
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
-    use bytes::Bytes;
 
     use super::*;
-    use crate::media::aac::AacParams;
-    use crate::media::h264::H264Params;
-    use crate::media::TrackInfo;
 
     #[test]
     fn h264_and_aac_tracks_are_described() {
-        let info = StreamInfo {
-            tracks: vec![
-                TrackInfo {
-                    params: TrackParams::H264(H264Params {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda]),
-                        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-                        width: 320,
-                        height: 240,
-                    }),
-                    clock_rate: 90_000,
-                },
-                TrackInfo {
-                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
-                    clock_rate: 48_000,
-                },
-            ],
-            epoch: Instant::now(),
-        };
+        let info = crate::media::test_stream_info();
         let sdp = describe(&info, "cam", 42, "127.0.0.1");
         let lines: Vec<&str> = sdp.split("\r\n").collect();
         assert_eq!(lines[0], "v=0");
