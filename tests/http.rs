@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for the tests: one request per connection,
-//! the whole response read, headers kept raw. Enough to check status
-//! codes, headers and bodies exactly as the agent sends them.
+//! the whole response read, values kept as sent. Enough to check status
+//! codes, headers and bodies exactly as the agent sends them. The raw RTSP
+//! client returns the same [`Response`].
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

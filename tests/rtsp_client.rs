@@ -14,6 +14,8 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, ParametersRef};
 
+use crate::http::Response;
+
 /// TCP interleaved or UDP unicast, as retina names them.
 pub fn transport(name: &str) -> Transport {
     name.parse().expect("tcp or udp")
@@ -179,33 +181,6 @@ pub async fn receive(
     Ok(got)
 }
 
-/// An RTSP response read by [`RawRtsp`].
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first header named `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every header named `name` (case-insensitive).
-    pub fn headers(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
 /// A bare RTSP/1.0 client over one TCP connection, written by hand so that
 /// the tests see exactly what the server sends.
 pub struct RawRtsp {
@@ -295,7 +270,7 @@ impl RawRtsp {
             let (name, value) = trimmed
                 .split_once(':')
                 .with_context(|| format!("bad header line {trimmed:?}"))?;
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
         let mut response = Response {
             status,

@@ -33,10 +33,7 @@ fn retina_plays(agent: &Agent, user: &str, password: &str) -> Result<usize, Stri
         .map_err(|e| e.to_string())
 }
 
-fn describe(
-    agent: &Agent,
-    authorization: Option<&str>,
-) -> streamswitch_tests::rtsp_client::Response {
+fn describe(agent: &Agent, authorization: Option<&str>) -> streamswitch_tests::http::Response {
     let mut rtsp = RawRtsp::connect(agent.rtsp_port).unwrap();
     let mut headers = vec![("Accept", "application/sdp")];
     if let Some(a) = authorization {
@@ -63,7 +60,7 @@ fn digest_challenges_refuses_a_wrong_password_and_plays_the_right_one() {
     assert!(challenge.contains("nonce=\""), "{challenge}");
     assert!(
         anonymous
-            .headers("WWW-Authenticate")
+            .all("WWW-Authenticate")
             .iter()
             .all(|c| !c.starts_with("Basic")),
         "Basic offered though only digest is configured"
@@ -117,7 +114,7 @@ fn both_methods_are_offered_when_configured() {
     let anonymous = describe(&agent, None);
     assert_eq!(anonymous.status, 401);
     // One header per challenge or both in one header, as HTTP allows.
-    let challenges = anonymous.headers("WWW-Authenticate").join(", ");
+    let challenges = anonymous.all("WWW-Authenticate").join(", ");
     assert!(
         challenges.starts_with("Digest ") || challenges.contains(", Digest "),
         "{challenges}"
