@@ -8,7 +8,7 @@ mod record_common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use record_common::*;
-use streamswitch_tests::{run_with_timeout, Agent};
+use streamswitch_tests::Agent;
 
 fn name_unix_secs(path: &std::path::Path) -> i64 {
     // ..._YYYYMMDDTHHMMSS.mmmZ.mp4: compare as seconds of the day is not
@@ -40,22 +40,10 @@ fn now_secs() -> i64 {
 
 /// Largest gap between consecutive video packets, seconds.
 fn largest_video_gap(path: &std::path::Path) -> f64 {
-    let (ok, out, err) = run_with_timeout(
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v",
-                "-show_entries",
-                "packet=dts_time",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(path),
-        Duration::from_secs(30),
+    let out = ffprobe_csv(
+        path,
+        &["-select_streams", "v", "-show_entries", "packet=dts_time"],
     );
-    assert!(ok, "{err}");
     let t: Vec<f64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     assert!(
         t.first().is_some_and(|&f| f < 0.05),

@@ -64,28 +64,18 @@ fn segments_have_the_configured_length_and_decode() {
         assert_eq!(&name[4..8], &day[..4], "day directory matches the name");
         // A file that plays on its own starts with a keyframe: its first
         // decoded video frame is an I frame.
-        let (ok, out, _) = streamswitch_tests::run_with_timeout(
-            std::process::Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-select_streams",
-                    "v",
-                    "-show_entries",
-                    "frame=pict_type",
-                    "-read_intervals",
-                    "%+#1",
-                    "-of",
-                    "csv=p=0",
-                ])
-                .arg(f),
-            Duration::from_secs(20),
+        let out = ffprobe_csv(
+            f,
+            &[
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "frame=pict_type",
+                "-read_intervals",
+                "%+#1",
+            ],
         );
-        assert!(
-            ok && out.trim() == "I",
-            "{}: first frame {out:?}",
-            f.display()
-        );
+        assert!(out.trim() == "I", "{}: first frame {out:?}", f.display());
     }
     // Start times in names follow each other by the files' durations.
     let starts: Vec<&str> = files

@@ -61,6 +61,17 @@ struct Counts {
     octets: u32,
 }
 
+impl Counts {
+    /// Counts one sent RTP packet of `len` bytes, header included: the
+    /// sender report's octet count is payload only (RFC 3550 6.4.1).
+    fn add(&mut self, len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self
+            .octets
+            .wrapping_add(len as u32 - super::rtp::HEADER_LEN as u32);
+    }
+}
+
 impl Player {
     /// Runs until the stage stops or a write fails.
     pub async fn run(mut self) -> io::Result<()> {
@@ -109,10 +120,7 @@ impl Player {
             if let Some(Some(TrackOut::Tcp(channel, _))) = self.tracks.get(p.track) {
                 let len = (p.data.len() as u16).to_be_bytes();
                 headers.push([b'$', *channel, len[0], len[1]]);
-                counts[p.track].packets = counts[p.track].packets.wrapping_add(1);
-                counts[p.track].octets = counts[p.track]
-                    .octets
-                    .wrapping_add(p.data.len() as u32 - super::rtp::HEADER_LEN as u32);
+                counts[p.track].add(p.data.len());
             }
         }
         if headers.is_empty() {
@@ -137,10 +145,7 @@ impl Player {
             if let Some(Some(TrackOut::Udp(u))) = self.tracks.get(p.track) {
                 // A lost datagram is what UDP means; errors are not fatal.
                 let _ = u.rtp.send_to(&p.data, u.peer_rtp).await;
-                counts[p.track].packets = counts[p.track].packets.wrapping_add(1);
-                counts[p.track].octets = counts[p.track]
-                    .octets
-                    .wrapping_add(p.data.len() as u32 - super::rtp::HEADER_LEN as u32);
+                counts[p.track].add(p.data.len());
             }
         }
     }

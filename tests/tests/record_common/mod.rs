@@ -115,22 +115,24 @@ pub fn decode_errors(path: &Path) -> String {
     }
 }
 
-/// ffprobe's format duration, seconds.
-pub fn probe_duration(path: &Path) -> f64 {
+/// ffprobe's CSV output for `args` (such as `-show_entries ...`) on
+/// `path`; panics with ffprobe's error if it fails.
+pub fn ffprobe_csv(path: &Path, args: &[&str]) -> String {
     let (ok, out, err) = run_with_timeout(
         Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
+            .args(["-v", "error"])
+            .args(args)
+            .args(["-of", "csv=p=0"])
             .arg(path),
         Duration::from_secs(30),
     );
     assert!(ok, "ffprobe {}: {err}", path.display());
+    out
+}
+
+/// ffprobe's format duration, seconds.
+pub fn probe_duration(path: &Path) -> f64 {
+    let out = ffprobe_csv(path, &["-show_entries", "format=duration"]);
     out.trim()
         .parse()
         .unwrap_or_else(|_| panic!("ffprobe duration of {}: {out:?}", path.display()))
@@ -220,20 +222,7 @@ pub fn declared_duration(path: &Path) -> f64 {
 /// First packet start to last packet end over all tracks, seconds, as
 /// ffprobe reads the packets.
 pub fn media_span(path: &Path) -> f64 {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "packet=pts_time,duration_time",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(path),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "{err}");
+    let out = ffprobe_csv(path, &["-show_entries", "packet=pts_time,duration_time"]);
     let (mut start, mut end) = (f64::INFINITY, 0f64);
     for l in out.lines() {
         let Some((p, d)) = l.split_once(',') else {
