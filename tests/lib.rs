@@ -33,12 +33,11 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
-/// A port nobody listens on right now, on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Two different ports nobody listens on right now, on 127.0.0.1.
+fn free_ports() -> [u16; 2] {
+    let a = TcpListener::bind("127.0.0.1:0").expect("free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("free port");
+    [a, b].map(|l| l.local_addr().expect("local addr").port())
 }
 
 /// A test stream section: the built-in source at a small size.
@@ -75,35 +74,50 @@ impl Agent {
 
     /// Like [`Agent::start_in`], with `rtsp` lines (such as
     /// `max_sessions = 300`) added to the `[rtsp]` table.
+    /// Ports are free when picked, but another test may take one before the
+    /// agent binds it: then the agent exits and starts again on new ports.
     pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
-        let rtsp_port = free_port();
-        let http_port = free_port();
-        let data = dir.path().join("data");
-        let config = format!(
-            "[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{rtsp_port}\"\n{rtsp}\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{extra}",
-            data.display()
-        );
         let config_path = dir.path().join("agent.toml");
-        std::fs::write(&config_path, config).expect("write config");
         let mut agent = Agent {
             child: None,
-            rtsp_port,
-            http_port,
+            rtsp_port: 0,
+            http_port: 0,
             dir,
             config_path,
             log: Arc::default(),
         };
-        agent.spawn();
-        agent
+        for _ in 0..3 {
+            [agent.rtsp_port, agent.http_port] = free_ports();
+            let config = format!(
+                "[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{}\"\n{rtsp}\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n{extra}",
+                agent.data_dir().display(),
+                agent.rtsp_port,
+                agent.http_port,
+            );
+            std::fs::write(&agent.config_path, config).expect("write config");
+            if agent.spawn() {
+                return agent;
+            }
+            if !agent.log().iter().any(|l| l.contains("cannot listen")) {
+                break;
+            }
+            agent.log.lock().unwrap().clear();
+        }
+        panic!("the agent did not start; log:\n{}", agent.log().join("\n"));
     }
 
     /// Starts the binary again on the same config and data dir.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "the agent did not start again; log:\n{}",
+            self.log().join("\n")
+        );
     }
 
-    fn spawn(&mut self) {
+    /// Starts the binary; false if it exited before listening.
+    fn spawn(&mut self) -> bool {
         let mut child = Command::new(agent_bin())
             .arg("run")
             .arg("--config")
@@ -130,8 +144,22 @@ impl Agent {
                 }
             });
         }
-        self.child = Some(child);
-        wait_for_port(self.rtsp_port, Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.rtsp_port)).is_ok() {
+                self.child = Some(child);
+                return true;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                // Let the log readers take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     pub fn pid(&self) -> u32 {
