@@ -41,6 +41,16 @@ impl Response {
 
 /// `method` on `url` (`http://host:port/path?query`) with extra headers.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    send(method, url, headers, b"")
+}
+
+/// Like [`request`], with a body (its Content-Length is added).
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
@@ -52,11 +62,26 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> std::io::Re
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw, method == "HEAD")
+}
+
+/// POSTs a JSON body (a command of the API).
+pub fn post_json(url: &str, body: &str) -> Response {
+    send(
+        "POST",
+        url,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("POST {url}: {e}"))
 }
 
 pub fn get(url: &str) -> Response {

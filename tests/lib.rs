@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod rtsp_client;
+pub mod watch;
 
 /// The agent binary: `$STREAMSWITCH_BIN`, or `streamswitch` in the target
 /// directory this test was built into (`cargo build` builds it; `.ci/run`
@@ -88,13 +89,7 @@ impl Agent {
         };
         for _ in 0..3 {
             [agent.rtsp_port, agent.http_port] = free_ports();
-            let config = format!(
-                "[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{}\"\n{rtsp}\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n{extra}",
-                agent.data_dir().display(),
-                agent.rtsp_port,
-                agent.http_port,
-            );
-            std::fs::write(&agent.config_path, config).expect("write config");
+            agent.write_config(rtsp, extra);
             if agent.spawn() {
                 return agent;
             }
@@ -104,6 +99,44 @@ impl Agent {
             agent.log.lock().unwrap().clear();
         }
         panic!("the agent did not start; log:\n{}", agent.log().join("\n"));
+    }
+
+    /// Writes the config file: the fixture's head (device id, data dir,
+    /// this agent's ports, `rtsp` lines in `[rtsp]`) and `extra`. The
+    /// running agent reads it on SIGHUP ([`Agent::sighup`]).
+    pub fn write_config(&self, rtsp: &str, extra: &str) {
+        let config = format!(
+            "# Written by the test fixture.\n[agent]\ndevice_id = \"test\"\ndata_dir = \"{}\"\n\n[rtsp]\nlisten = \"127.0.0.1:{}\"\n{rtsp}\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n{extra}",
+            self.data_dir().display(),
+            self.rtsp_port,
+            self.http_port,
+        );
+        std::fs::write(&self.config_path, config).expect("write config");
+    }
+
+    /// Asks the agent to reload its config file.
+    pub fn sighup(&self) {
+        unsafe_kill(self.pid(), "HUP");
+    }
+
+    /// Log lines that contain `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `count_log(needle)` exceeds `before`.
+    pub fn wait_for_more_log(&self, needle: &str, before: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.count_log(needle) > before {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "agent did not log {needle:?} again within {timeout:?}; log:\n{}",
+            self.log().join("\n")
+        );
     }
 
     /// Starts the binary again on the same config and data dir.

@@ -12,7 +12,9 @@ pub struct Playlist {
     pub part_hold_back: Option<f64>,
     pub can_block_reload: bool,
     pub independent_segments: bool,
+    /// The first EXT-X-MAP: the init segment of the first segment.
     pub map_uri: Option<String>,
+    pub discontinuity_sequence: Option<u64>,
     pub segments: Vec<Segment>,
     /// Parts after the last whole segment: the segment being written.
     pub open_parts: Vec<Part>,
@@ -28,6 +30,10 @@ pub struct Segment {
     /// Unix time in milliseconds.
     pub program_date_time: Option<i64>,
     pub parts: Vec<Part>,
+    /// Preceded by EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// The EXT-X-MAP in force for this segment.
+    pub map_uri: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +74,8 @@ pub fn parse(text: &str) -> Result<Playlist, String> {
     let mut pending_parts = Vec::new();
     let mut pending_pdt: Option<i64> = None;
     let mut pending_duration: Option<f64> = None;
+    let mut pending_discontinuity = false;
+    let mut map: Option<String> = None;
     for line in lines {
         if line.is_empty() {
             continue;
@@ -83,6 +91,8 @@ pub fn parse(text: &str) -> Result<Playlist, String> {
                 uri: line.to_owned(),
                 program_date_time: pending_pdt.take(),
                 parts: std::mem::take(&mut pending_parts),
+                discontinuity: std::mem::take(&mut pending_discontinuity),
+                map_uri: map.clone(),
             });
             continue;
         };
@@ -92,7 +102,14 @@ pub fn parse(text: &str) -> Result<Playlist, String> {
             "EXT-X-TARGETDURATION" => p.target_duration = Some(num(value)?),
             "EXT-X-MEDIA-SEQUENCE" => p.media_sequence = Some(num(value)?),
             "EXT-X-INDEPENDENT-SEGMENTS" => p.independent_segments = true,
-            "EXT-X-MAP" => p.map_uri = attrs(value).remove("URI"),
+            "EXT-X-MAP" => {
+                map = attrs(value).remove("URI");
+                if p.map_uri.is_none() {
+                    p.map_uri = map.clone();
+                }
+            }
+            "EXT-X-DISCONTINUITY-SEQUENCE" => p.discontinuity_sequence = Some(num(value)?),
+            "EXT-X-DISCONTINUITY" => pending_discontinuity = true,
             "EXT-X-PART-INF" => p.part_target = Some(num(attr(value, "PART-TARGET")?)?),
             "EXT-X-SERVER-CONTROL" => {
                 let a = attrs(value);

@@ -67,6 +67,20 @@ async function getJson(url) {
   return response.json();
 }
 
+/** A command of the agent's API: a POST with a JSON body. */
+async function postCommand(url) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+  });
+  if (!response.ok) {
+    const text = (await response.text()).trim();
+    throw new HttpError(response.status, `${url}: ${response.status} ${text}`);
+  }
+  return response.json();
+}
+
 function showError(message) {
   const banner = $("error");
   banner.textContent = message;
@@ -195,6 +209,9 @@ function createCard(name) {
   const badge = el("span", { class: "badge" });
   const rec = el("span", { class: "badge badge-rec", text: "REC", hidden: "" });
   const tracks = el("p", { class: "tracks muted" });
+  const error = el("p", { class: "stream-error", hidden: "" });
+  const sourceButton = el("button", { type: "button", class: "action", "data-action": "source" });
+  const recordButton = el("button", { type: "button", class: "action", "data-action": "record" });
   const fps = fact("Frame rate");
   const viewers = fact("Viewers");
   const latency = fact("Latency");
@@ -207,22 +224,52 @@ function createCard(name) {
       { class: "card-body" },
       el("div", { class: "card-title" }, el("h3", { text: name }), rec, badge),
       tracks,
+      error,
       el("dl", { class: "facts" }, fps.row, viewers.row, latency.row),
+      el("div", { class: "actions" }, sourceButton, recordButton),
       el("a", { class: "link", href: playlistUrl(name), text: "HLS playlist" }),
     ),
   );
-  return {
+  const card = {
     root,
     overlay,
     badge,
     rec,
     tracks,
+    error,
+    sourceButton,
+    recordButton,
     fps: fps.value,
     viewers: viewers.value,
     latency: latency.value,
     player: new LivePlayer(video, playlistUrl(name)),
+    sourceOn: true,
+    recordOn: false,
   };
+  const path = encodeURIComponent(name);
+  sourceButton.addEventListener("click", () =>
+    runCommand(sourceButton, `/api/streams/${path}/${card.sourceOn ? "stop" : "start"}`),
+  );
+  recordButton.addEventListener("click", () =>
+    runCommand(recordButton, `/api/recordings/${path}/${card.recordOn ? "stop" : "start"}`),
+  );
+  return card;
 }
+
+/** Sends a command, then shows its effect at once rather than at the next poll. */
+async function runCommand(button, url) {
+  button.disabled = true;
+  try {
+    await postCommand(url);
+    showError("");
+  } catch (error) {
+    showError(`Command failed: ${error.message}`);
+  }
+  button.disabled = false;
+  await refresh();
+}
+
+const STATE_LABELS = { live: "Live", starting: "Starting", down: "Down", stopped: "Stopped" };
 
 function describeViewers(viewers) {
   const watching = ["rtsp", "hls", "uplink"]
@@ -234,13 +281,22 @@ function describeViewers(viewers) {
 function updateCard(card, stream) {
   const live = stream.state === "live";
   card.root.dataset.state = stream.state;
-  card.badge.textContent = live ? "Live" : "Waiting";
-  card.badge.className = `badge ${live ? "badge-live" : "badge-waiting"}`;
-  card.rec.hidden = !(stream.viewers.record > 0);
+  card.badge.textContent = STATE_LABELS[stream.state] || stream.state;
+  card.badge.className = `badge badge-${stream.state}`;
+  const recording = stream.recording || { enabled: false, recording: false };
+  card.rec.hidden = !recording.recording;
+  card.sourceOn = stream.source_enabled;
+  card.recordOn = recording.enabled;
+  card.sourceButton.textContent = stream.source_enabled ? "Stop stream" : "Start stream";
+  card.recordButton.textContent = recording.enabled ? "Stop recording" : "Start recording";
+  const problem = stream.state === "down" || stream.state === "starting" ? stream.last_error : recording.last_error;
+  card.error.hidden = !problem;
+  card.error.textContent = problem ? `Last error: ${problem}` : "";
   card.tracks.textContent = stream.tracks || "No media yet";
   card.fps.textContent = live ? `${stream.fps} fps` : "–";
   card.viewers.textContent = describeViewers(stream.viewers);
   card.overlay.hidden = live;
+  card.overlay.textContent = stream.state === "stopped" ? "Stream stopped" : stream.state === "down" ? "Camera down, retrying…" : "Waiting for the camera…";
   if (live) card.player.start();
   else card.player.stop();
 }

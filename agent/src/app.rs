@@ -1,68 +1,54 @@
-//! Wiring: builds every stream's hub, starts the sources and the outputs,
-//! and stops them all on shutdown.
+//! Start-up and shutdown: binds the ports, builds the stream manager and
+//! hands each server its inputs, reloads the config on SIGHUP, and stops
+//! everything in order on shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::control::{self, Control, ServerLinks};
 use crate::hls::Hls;
-use crate::http;
-use crate::hub::{Hub, Streams};
-use crate::{record, source};
+use crate::hub::Streams;
+use crate::{http, record, rtsp};
 
-/// What every output and the control side share.
-pub struct AppContext {
-    pub config: Arc<Config>,
-    pub streams: Arc<Streams>,
-    pub hls: Arc<Hls>,
-    pub recorders: Arc<record::Recorders>,
+/// Where the config came from: reloads read it again, changes are saved
+/// to it.
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub text: String,
 }
 
-/// Runs the agent until `shutdown` turns true.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> {
+/// Runs the agent until `shutdown`; `reload` fires on SIGHUP.
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    mut reload: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     // Ports first: an agent that cannot serve fails before it starts anything.
-    let rtsp_listener = bind(config.rtsp.listen, "rtsp").await?;
+    let rtsp_listener = bind(config.rtsp.listen, "rtsp")?;
     let rtsp_addr = rtsp_listener.local_addr()?;
-    let http_listener = bind(config.http.listen, "http").await?;
+    let http_listener = bind(config.http.listen, "http")?;
     let http_addr = http_listener.local_addr()?;
 
-    let config = Arc::new(config);
     let streams = Arc::new(Streams::default());
-    let mut tasks = JoinSet::new();
-    for s in &config.streams {
-        let hub = Arc::new(Hub::new(&s.name));
-        streams.insert(hub.clone());
-        tasks.spawn(source::supervise(hub, s.source.clone(), shutdown.clone()));
-    }
-    let recorders = record::Recorders::start(
-        &config,
-        &streams,
-        record::clock::from_env(),
+    let recorders = record::Recorders::start(&config, record::clock::from_env(), shutdown.clone());
+    let hls = Arc::new(Hls::new(
+        config.hls.clone(),
+        streams.clone(),
         shutdown.clone(),
-    );
-    {
-        let recorders = recorders.clone();
-        tasks.spawn(async move { recorders.wait().await });
-    }
-    let ctx = Arc::new(AppContext {
-        config: config.clone(),
-        hls: Arc::new(Hls::new(
-            config.hls.clone(),
-            streams.clone(),
-            shutdown.clone(),
-        )),
-        streams,
-        recorders,
-    });
-
-    info!("rtsp listening on {rtsp_addr}");
+    ));
+    let (rtsp_config, rtsp_config_rx) = watch::channel(config.rtsp.clone());
+    let (http_config, http_config_rx) = watch::channel(config.http.clone());
+    let (rtsp_rebind, rtsp_rebind_rx) = mpsc::channel(1);
+    let (http_rebind, http_rebind_rx) = mpsc::channel(1);
     for s in &config.streams {
         info!(
             stream = s.name,
@@ -71,26 +57,57 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
             s.name
         );
     }
-    {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tasks.spawn(crate::rtsp::serve(rtsp_listener, ctx, shutdown));
-    }
+    let control = Control::start(
+        config,
+        source.path,
+        source.text,
+        streams.clone(),
+        hls,
+        recorders.clone(),
+        ServerLinks {
+            rtsp_config,
+            rtsp_rebind,
+            http_config,
+            http_rebind,
+        },
+        shutdown.clone(),
+    );
 
+    info!("rtsp listening on {rtsp_addr}");
+    let rtsp = tokio::spawn(rtsp::serve(rtsp::Inputs {
+        listener: rtsp_listener,
+        streams,
+        config: rtsp_config_rx,
+        rebind: rtsp_rebind_rx,
+        shutdown: shutdown.clone(),
+    }));
     info!("http listening on {http_addr}");
-    {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            if let Err(e) = http::serve(http_listener, ctx, shutdown).await {
-                warn!("http server stopped: {e}");
-            }
-        });
-    }
+    let http = tokio::spawn(http::serve(http::Inputs {
+        listener: http_listener,
+        router: http::router(control.clone(), http_config_rx),
+        rebind: http_rebind_rx,
+        shutdown: shutdown.clone(),
+    }));
 
-    let mut shutdown = shutdown;
-    let _ = shutdown.wait_for(|s| *s).await;
+    loop {
+        tokio::select! {
+            Some(()) = reload.recv() => {
+                info!("SIGHUP: reloading the config");
+                if let Err(e) = control.reload().await {
+                    error!("config not reloaded, the running config stays: {e}");
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
     info!("shutting down");
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain)
+    let stop = async {
+        control.stop_all().await;
+        recorders.remove_all().await;
+        let _ = rtsp.await;
+        let _ = http.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), stop)
         .await
         .is_err()
     {
@@ -99,10 +116,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for {what} on {addr}"))
+fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener> {
+    control::bind(addr).with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
 /// An address for URLs in logs: the wildcard address shown as localhost.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod fmp4;
 pub mod hls;
 pub mod http;

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+use streamswitch::app::ConfigSource;
 use streamswitch::config::Config;
 
 #[derive(Parser)]
@@ -52,19 +54,32 @@ fn main() -> ExitCode {
                 )
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
-            let config = match Config::load(&config) {
+            let text = match std::fs::read_to_string(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {}: cannot read: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let parsed = match Config::parse(&text, &config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            run(config)
+            run(
+                parsed,
+                ConfigSource {
+                    path: Some(config),
+                    text,
+                },
+            )
         }
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, source: ConfigSource) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("streamswitch")
@@ -77,12 +92,10 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = tx.send(true);
-        });
-        match streamswitch::app::run(config, rx).await {
+        let shutdown = CancellationToken::new();
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        tokio::spawn(handle_signals(shutdown.clone(), reload_tx));
+        match streamswitch::app::run(config, source, reload_rx, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -92,14 +105,25 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT stop the agent; SIGHUP asks for a config reload.
+async fn handle_signals(shutdown: CancellationToken, reload: mpsc::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                // A reload already pending covers this one too.
+                let _ = reload.try_send(());
+            }
+        }
     }
+    shutdown.cancel();
 }

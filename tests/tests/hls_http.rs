@@ -24,7 +24,7 @@ fn status_codes_head_content_types_cache_and_cors() {
 
     assert_eq!(get(&url("/nope/index.m3u8")).status, 404);
     // No muxer runs yet: media of a known stream is not there either.
-    assert_eq!(get(&url("/cam/init.mp4")).status, 404);
+    assert_eq!(get(&url("/cam/init0.mp4")).status, 404);
 
     let playlist = get(&url("/cam/index.m3u8"));
     assert_eq!(playlist.status, 200);
@@ -38,12 +38,13 @@ fn status_codes_head_content_types_cache_and_cors() {
     let segment = p.segments.last().unwrap().uri.clone();
     let part = p.parts().last().unwrap().uri.clone();
 
-    for path in ["init.mp4", segment.as_str(), part.as_str()] {
+    let init = p.map_uri.clone().expect("EXT-X-MAP");
+    for path in [init.as_str(), segment.as_str(), part.as_str()] {
         let res = get(&url(&format!("/cam/{path}")));
         assert_eq!(res.status, 200, "{path}");
         assert_eq!(res.header("content-type"), Some("video/mp4"), "{path}");
         assert_eq!(res.header("access-control-allow-origin"), Some(ORIGIN));
-        let box_type = if path == "init.mp4" { b"ftyp" } else { b"moof" };
+        let box_type = if path == init { b"ftyp" } else { b"moof" };
         assert_eq!(&res.body[4..8], box_type, "{path}");
         // HEAD: the same status and length, no body.
         let head = request("HEAD", &url(&format!("/cam/{path}")), &[]).unwrap();
@@ -70,7 +71,7 @@ fn status_codes_head_content_types_cache_and_cors() {
         "/cam/seg1.m4s",
         "/cam/part1.0.m4s",
         "/cam/nothing.txt",
-        "/nope/init.mp4",
+        "/nope/init0.mp4",
         "/cam/seg99999999999999999999999.m4s",
     ] {
         let res = get(&url(missing));
@@ -125,12 +126,15 @@ fn authentication_covers_every_route() {
     let basic = ("Authorization", "Basic YWRtaW46cHc6MQ==");
     let wrong = ("Authorization", "Basic YWRtaW46cHc6Mg==");
     let bearer = ("Authorization", "Bearer tok-42");
-    for path in [
-        "/api/streams",
-        "/metrics",
-        "/cam/index.m3u8",
-        "/cam/init.mp4",
-    ] {
+    let playlist = request("GET", &agent.http_url("/cam/index.m3u8"), &[bearer]).unwrap();
+    let init = format!(
+        "/cam/{}",
+        m3u8::parse(&playlist.text())
+            .unwrap()
+            .map_uri
+            .expect("EXT-X-MAP")
+    );
+    for path in ["/api/streams", "/metrics", "/cam/index.m3u8", init.as_str()] {
         let url = agent.http_url(path);
         let res = request("GET", &url, &[]).unwrap();
         assert_eq!(res.status, 401, "{path}");

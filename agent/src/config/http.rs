@@ -2,17 +2,19 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Invalid, User};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Value of Access-Control-Allow-Origin; none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cors_origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuthConfig>,
 }
 
@@ -31,7 +33,7 @@ impl Default for HttpConfig {
 }
 
 /// Basic users and/or bearer tokens; either one lets a request through.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpAuthConfig {
     #[serde(default)]
@@ -63,7 +65,7 @@ impl HttpConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HlsConfig {
     #[serde(default = "default_true")]

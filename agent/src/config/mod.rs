@@ -1,8 +1,10 @@
 //! The agent's configuration: TOML, unknown keys refused, and every error
 //! names the file, the line and the key.
 
+mod edit;
 pub mod http;
 mod locate;
+pub mod persist;
 pub mod record;
 pub mod rtsp;
 pub mod source;
@@ -11,14 +13,15 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub use edit::JSON_SOURCE;
 pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
 pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
 pub use source::{SourceConfig, TestSourceConfig};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub agent: AgentConfig,
@@ -34,7 +37,7 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub device_id: String,
@@ -46,7 +49,7 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     pub name: String,

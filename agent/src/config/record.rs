@@ -1,11 +1,11 @@
 //! `[recording]` and each stream's `record`: recording to the local disk.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Invalid;
 
 /// When recorded data is forced to the storage device.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// After every fragment: a power cut loses at most the fragment in flight.
@@ -17,7 +17,7 @@ pub enum FsyncPolicy {
     Never,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingConfig {
     /// Files older than this are deleted (0: no age limit).
@@ -69,7 +69,7 @@ impl RecordingConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     #[serde(default)]

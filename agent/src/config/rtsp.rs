@@ -2,11 +2,11 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Invalid;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RtspConfig {
     #[serde(default = "default_listen")]
@@ -20,6 +20,7 @@ pub struct RtspConfig {
     /// Largest RTP packet sent, in bytes (RTP header included).
     #[serde(default = "default_max_packet")]
     pub max_packet_size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<RtspAuthConfig>,
 }
 
@@ -48,21 +49,21 @@ impl Default for RtspConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
     pub password: String,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RtspAuthMethod {
     Basic,
     Digest,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RtspAuthConfig {
     #[serde(default = "default_realm")]

@@ -1,62 +1,130 @@
-//! A stream's `source`.
+//! A stream's `source`: one table per kind, each with its own keys.
+//!
+//! The table is read through [`SourceSpec`], a flat struct that knows every
+//! key of every kind: serde's tagged enums buffer their input and lose the
+//! position of a bad value, and every config error must name its line and
+//! key. Which keys a kind takes is then checked by [`SourceConfig::validate`],
+//! so a key of another kind is refused with its place in the file too.
 
-use serde::Deserialize;
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::Invalid;
 
-/// What feeds a stream. Read through [`SourceSpec`], a flat table with a
-/// `kind`: serde's tagged enums buffer their input and lose the position of
-/// a bad value, and every config error must name its line and key.
-#[derive(Clone, Debug, Deserialize)]
+/// What feeds a stream.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(try_from = "SourceSpec")]
 pub enum SourceConfig {
     /// The built-in test pattern and tone.
     Test(TestSourceConfig),
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Test,
 }
 
-/// The `source` table as written: every key any kind takes.
+impl SourceKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Test => "test",
+        }
+    }
+
+    /// The keys a source of this kind takes, besides `kind`.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Test => &[
+                "width",
+                "height",
+                "fps",
+                "bitrate_kbps",
+                "audio",
+                "keyframe_seconds",
+            ],
+        }
+    }
+}
+
+/// The `source` table as written: every key of every kind, all optional.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     kind: SourceKind,
-    #[serde(default = "default_width")]
-    width: u32,
-    #[serde(default = "default_height")]
-    height: u32,
-    #[serde(default = "default_fps")]
-    fps: u32,
-    #[serde(default = "default_bitrate")]
-    bitrate_kbps: u32,
-    #[serde(default = "default_true")]
-    audio: bool,
-    #[serde(default = "default_keyframe")]
-    keyframe_seconds: f64,
+    width: Option<u32>,
+    height: Option<u32>,
+    fps: Option<u32>,
+    bitrate_kbps: Option<u32>,
+    audio: Option<bool>,
+    keyframe_seconds: Option<f64>,
+}
+
+impl SourceSpec {
+    /// The keys present in the table.
+    fn written(&self) -> BTreeSet<&'static str> {
+        let present = [
+            ("width", self.width.is_some()),
+            ("height", self.height.is_some()),
+            ("fps", self.fps.is_some()),
+            ("bitrate_kbps", self.bitrate_kbps.is_some()),
+            ("audio", self.audio.is_some()),
+            ("keyframe_seconds", self.keyframe_seconds.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(k, p)| p.then_some(k))
+            .collect()
+    }
 }
 
 impl TryFrom<SourceSpec> for SourceConfig {
     type Error = String;
 
     fn try_from(s: SourceSpec) -> Result<Self, String> {
+        let written = s.written();
+        // A key of another kind is refused in `validate`, where its place
+        // in the file can still be found.
+        let foreign = written
+            .iter()
+            .find(|k| !s.kind.keys().contains(k))
+            .map(|k| (*k).to_owned());
         match s.kind {
             SourceKind::Test => Ok(SourceConfig::Test(TestSourceConfig {
-                width: s.width,
-                height: s.height,
-                fps: s.fps,
-                bitrate_kbps: s.bitrate_kbps,
-                audio: s.audio,
-                keyframe_seconds: s.keyframe_seconds,
+                width: s.width.unwrap_or(1280),
+                height: s.height.unwrap_or(720),
+                fps: s.fps.unwrap_or(30),
+                bitrate_kbps: s.bitrate_kbps.unwrap_or(2000),
+                audio: s.audio.unwrap_or(true),
+                keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
+                foreign,
             })),
         }
     }
 }
 
-#[derive(Clone, Debug)]
+/// Written back (the API's view, the file on a config change) as the
+/// kind's own table, with every key.
+impl Serialize for SourceConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Tagged<'a, T> {
+            kind: SourceKind,
+            #[serde(flatten)]
+            config: &'a T,
+        }
+        match self {
+            SourceConfig::Test(c) => Tagged {
+                kind: SourceKind::Test,
+                config: c,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TestSourceConfig {
     pub width: u32,
     pub height: u32,
@@ -65,29 +133,36 @@ pub struct TestSourceConfig {
     pub audio: bool,
     /// Seconds between keyframes.
     pub keyframe_seconds: f64,
-}
-
-fn default_width() -> u32 {
-    1280
-}
-fn default_height() -> u32 {
-    720
-}
-fn default_fps() -> u32 {
-    30
-}
-fn default_bitrate() -> u32 {
-    2000
-}
-fn default_true() -> bool {
-    true
-}
-fn default_keyframe() -> f64 {
-    1.0
+    /// A key of another kind that was written, refused by `validate`.
+    #[serde(skip)]
+    foreign: Option<String>,
 }
 
 impl SourceConfig {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceConfig::Test(_) => SourceKind::Test,
+        }
+    }
+
+    fn foreign_key(&self) -> Option<&str> {
+        match self {
+            SourceConfig::Test(c) => c.foreign.as_deref(),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if let Some(key) = self.foreign_key() {
+            let kind = self.kind();
+            return Err((
+                key.to_owned(),
+                format!(
+                    "unknown key for a `{}` source; its keys are: kind, {}",
+                    kind.as_str(),
+                    kind.keys().join(", ")
+                ),
+            ));
+        }
         match self {
             SourceConfig::Test(t) => t.validate(),
         }

@@ -11,6 +11,7 @@
 //! [`crate::fmp4`] writer), [`window`] (the live segments), [`playlist`]
 //! (m3u8 text), [`names`] (URIs). [`muxer`] is the tokio adapter.
 
+pub mod http;
 pub mod muxer;
 pub mod names;
 pub mod playlist;
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use muxer::Muxer;
 
@@ -45,9 +46,9 @@ pub fn part_target(part_ms: u32) -> Duration {
 
 /// Every running muxer, by stream name.
 pub struct Hls {
-    config: HlsConfig,
+    config: Mutex<HlsConfig>,
     streams: Arc<Streams>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     muxers: Mutex<HashMap<String, Running>>,
     /// The next MSN of each stream whose muxer stopped.
     next_msn: Mutex<HashMap<String, u64>>,
@@ -59,9 +60,9 @@ struct Running {
 }
 
 impl Hls {
-    pub fn new(config: HlsConfig, streams: Arc<Streams>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(config: HlsConfig, streams: Arc<Streams>, shutdown: CancellationToken) -> Self {
         Self {
-            config,
+            config: Mutex::new(config),
             streams,
             shutdown,
             muxers: Mutex::default(),
@@ -69,14 +70,33 @@ impl Hls {
         }
     }
 
-    pub fn config(&self) -> &HlsConfig {
-        &self.config
+    pub fn config(&self) -> HlsConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// New settings: running muxers stop, and the next request starts one
+    /// with them.
+    pub fn set_config(&self, config: HlsConfig) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        let stopped: Vec<Running> = self
+            .muxers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for r in stopped {
+            r.muxer.stop();
+        }
     }
 
     /// The muxer of `stream`, started now if it is not running. `None` for
     /// an unknown stream or when HLS is disabled.
     pub fn start(self: &Arc<Self>, stream: &str) -> Option<Arc<Muxer>> {
-        if !self.config.enabled {
+        if !self.config().enabled {
             return None;
         }
         let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,7 +105,10 @@ impl Hls {
             return Some(r.muxer.clone());
         }
         let hub = self.streams.get(stream)?;
-        let muxer = Arc::new(Muxer::new(self.first_msn(stream)));
+        let muxer = Arc::new(Muxer::new(
+            self.first_msn(stream),
+            self.shutdown.child_token(),
+        ));
         muxers.insert(
             stream.to_owned(),
             Running {
@@ -94,12 +117,7 @@ impl Hls {
             },
         );
         tracing::info!(stream, "hls muxer started");
-        tokio::spawn(muxer::run(
-            self.clone(),
-            hub,
-            muxer.clone(),
-            self.shutdown.clone(),
-        ));
+        tokio::spawn(muxer::run(self.clone(), hub, muxer.clone()));
         Some(muxer)
     }
 
@@ -123,7 +141,7 @@ impl Hls {
         let Some(r) = muxers.get(stream).filter(|r| Arc::ptr_eq(&r.muxer, muxer)) else {
             return true;
         };
-        let idle = Duration::from_secs(self.config.idle_timeout_seconds);
+        let idle = Duration::from_secs(self.config().idle_timeout_seconds);
         if !force && r.last_request.elapsed() < idle {
             return false;
         }

@@ -1,6 +1,10 @@
 //! The tokio side of one stream's HLS muxer: reads the hub, runs the
 //! segmenter, publishes parts into the window and wakes the requests that
 //! wait for them (blocking playlist reloads, preload hints).
+//!
+//! The muxer outlives source restarts: new parameters or a discontinuity
+//! in the ring end the open segment, and the next one starts with a new
+//! init segment and EXT-X-DISCONTINUITY, under the same playlist URL.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,7 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use tokio::sync::watch;
-use tokio::time::{interval, Interval, MissedTickBehavior};
+use tokio::time::{interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::segmenter::{Event, Segmenter};
@@ -16,9 +21,9 @@ use super::window::{Part, Window};
 use super::Hls;
 use crate::fmp4;
 use crate::hub::{Hub, Output};
-use crate::media::SharedStreamInfo;
+use crate::media::{Item, SharedStreamInfo};
 
-/// Frames taken from the hub before the window is updated at once; bounds
+/// Items taken from the hub before the window is updated at once; bounds
 /// the work done between two wake-ups of waiting requests.
 const BATCH: usize = 64;
 
@@ -29,14 +34,16 @@ pub struct Muxer {
     window: watch::Sender<Option<Window>>,
     stopped: AtomicBool,
     first_msn: u64,
+    cancel: CancellationToken,
 }
 
 impl Muxer {
-    pub(super) fn new(first_msn: u64) -> Self {
+    pub(super) fn new(first_msn: u64, cancel: CancellationToken) -> Self {
         Self {
             window: watch::Sender::new(None),
             stopped: AtomicBool::new(false),
             first_msn,
+            cancel,
         }
     }
 
@@ -63,116 +70,138 @@ impl Muxer {
     pub(super) fn next_msn(&self) -> Option<u64> {
         self.window.borrow().as_ref().map(Window::next_msn)
     }
+
+    pub(super) fn stop(&self) {
+        self.cancel.cancel();
+    }
 }
 
 enum Stop {
     Idle,
-    Shutdown,
-    SourceChanged,
+    Cancelled,
+    StreamEnded,
 }
 
-/// Runs until the muxer idles out, the source goes or changes its
-/// parameters (the next request starts a fresh muxer), or shutdown.
-pub(super) async fn run(
-    hls: Arc<Hls>,
-    hub: Arc<Hub>,
-    muxer: Arc<Muxer>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What the muxer is cutting: the parameters and the segmenter for them.
+struct Current {
+    info: SharedStreamInfo,
+    segmenter: Segmenter,
+}
+
+/// Runs until the muxer idles out, its stream is removed, or it is
+/// stopped (shutdown, new HLS settings).
+pub(super) async fn run(hls: Arc<Hls>, hub: Arc<Hub>, muxer: Arc<Muxer>) {
     let stream = hub.name().to_owned();
-    let mut info_rx = hub.watch_info();
-    let mut idle = interval(Duration::from_secs(1));
-    idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let stop = loop {
-        let info = info_rx.borrow_and_update().clone();
-        if let Some(info) = info {
-            break serve(
-                &hls,
-                &hub,
-                &muxer,
-                info,
-                &mut info_rx,
-                &mut idle,
-                &mut shutdown,
-            )
-            .await;
-        }
-        tokio::select! {
-            r = info_rx.changed() => if r.is_err() { break Ok(Stop::Shutdown) },
-            _ = idle.tick() => if hls.retire(&stream, &muxer, false) { break Ok(Stop::Idle) },
-            _ = shutdown.wait_for(|s| *s) => break Ok(Stop::Shutdown),
-        }
-    };
+    let stop = serve(&hls, &hub, &muxer).await;
     hls.retire(&stream, &muxer, true);
     muxer.stopped.store(true, Ordering::Relaxed);
     muxer.window.send_replace(None);
     match stop {
         Ok(Stop::Idle) => info!(stream, "hls muxer stopped: no requests"),
-        Ok(Stop::SourceChanged) => info!(stream, "hls muxer stopped: the source changed"),
-        Ok(Stop::Shutdown) => {}
+        Ok(Stop::StreamEnded) => info!(stream, "hls muxer stopped: the stream ended"),
+        Ok(Stop::Cancelled) => {}
         Err(e) => warn!(stream, "hls muxer failed: {e:#}"),
     }
 }
 
-async fn serve(
-    hls: &Hls,
-    hub: &Arc<Hub>,
-    muxer: &Arc<Muxer>,
-    info: SharedStreamInfo,
-    info_rx: &mut watch::Receiver<Option<SharedStreamInfo>>,
-    idle: &mut Interval,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Stop> {
+async fn serve(hls: &Hls, hub: &Arc<Hub>, muxer: &Arc<Muxer>) -> Result<Stop> {
     let config = hls.config();
     let part_target = super::part_target(config.part_ms);
-    let mut segmenter = Segmenter::new(&info, part_target)?;
-    let timescale = segmenter.timescale();
     let wall_epoch = SystemTime::now()
-        .checked_sub(info.epoch.elapsed())
+        .checked_sub(hub.epoch().elapsed())
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    muxer.window.send_replace(Some(Window::new(
-        fmp4::init_segment(&info, None)?,
-        part_target,
-        config.segments,
-        wall_epoch,
-        muxer.first_msn,
-    )));
-    let mut frames = hub.subscribe(Output::Hls);
+    let mut idle = interval(Duration::from_secs(1));
+    idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut items = hub.subscribe(Output::Hls);
+    let mut current: Option<Current> = None;
     let mut events = Vec::new();
     loop {
+        let mut batch = Vec::with_capacity(BATCH);
         tokio::select! {
-            frame = frames.recv() => {
-                let Some(frame) = frame else { return Ok(Stop::SourceChanged) };
-                segmenter.push(frame, &mut events)?;
-                for _ in 1..BATCH {
-                    let Some(frame) = frames.try_recv() else { break };
-                    segmenter.push(frame, &mut events)?;
-                }
-            }
-            _ = info_rx.changed() => return Ok(Stop::SourceChanged),
-            _ = idle.tick() => if hls.retire(hub.name(), muxer, false) {
-                return Ok(Stop::Idle);
+            item = items.recv() => match item {
+                Some(i) => batch.push(i),
+                None => return Ok(Stop::StreamEnded),
             },
-            _ = shutdown.wait_for(|s| *s) => return Ok(Stop::Shutdown),
+            _ = idle.tick() => {
+                if hls.retire(hub.name(), muxer, false) {
+                    return Ok(Stop::Idle);
+                }
+                continue;
+            }
+            _ = muxer.cancel.cancelled() => return Ok(Stop::Cancelled),
         }
-        if events.is_empty() {
-            continue;
+        while batch.len() < BATCH {
+            match items.try_recv() {
+                Some(i) => batch.push(i),
+                None => break,
+            }
         }
-        muxer.window.send_modify(|w| {
-            let Some(w) = w else { return };
-            for event in events.drain(..) {
-                match event {
-                    Event::Part(f) => w.push_part(Part {
-                        start: media_time(f.start, timescale),
-                        duration: media_time(f.duration, timescale),
-                        independent: f.starts_with_key,
-                        data: f.bytes,
-                    }),
-                    Event::SegmentEnd => w.close_segment(),
+        for item in batch {
+            match item {
+                Item::Frame(frame) => {
+                    if let Some(c) = current.as_mut() {
+                        c.segmenter.push(frame, &mut events)?;
+                    }
+                }
+                Item::Params(info) => {
+                    if current.as_ref().is_some_and(|c| c.info == info) {
+                        continue;
+                    }
+                    if let Some(mut old) = current.take() {
+                        old.segmenter.finish(&mut events)?;
+                        flush(muxer, &mut events, old.segmenter.timescale());
+                    }
+                    let init = fmp4::init_segment(&info, None)?;
+                    let segmenter = Segmenter::new(&info, part_target)?;
+                    muxer.window.send_modify(|w| match w {
+                        Some(w) => w.start_discontinuity(init),
+                        None => {
+                            *w = Some(Window::new(
+                                init,
+                                part_target,
+                                config.segments,
+                                wall_epoch,
+                                muxer.first_msn,
+                            ))
+                        }
+                    });
+                    current = Some(Current { info, segmenter });
+                }
+                Item::Discontinuity => {
+                    // The next Params item starts the new init; a restart
+                    // with the same parameters still gets one.
+                    if let Some(mut old) = current.take() {
+                        old.segmenter.finish(&mut events)?;
+                        flush(muxer, &mut events, old.segmenter.timescale());
+                    }
                 }
             }
-        });
+        }
+        if let Some(c) = &current {
+            flush(muxer, &mut events, c.segmenter.timescale());
+        }
     }
+}
+
+/// Moves the segmenter's events into the window, waking waiting requests.
+fn flush(muxer: &Muxer, events: &mut Vec<Event>, timescale: u32) {
+    if events.is_empty() {
+        return;
+    }
+    muxer.window.send_modify(|w| {
+        let Some(w) = w else { return };
+        for event in events.drain(..) {
+            match event {
+                Event::Part(f) => w.push_part(Part {
+                    start: media_time(f.start, timescale),
+                    duration: media_time(f.duration, timescale),
+                    independent: f.starts_with_key,
+                    data: f.bytes,
+                }),
+                Event::SegmentEnd => w.close_segment(),
+            }
+        }
+    });
 }
 
 fn media_time(ticks: u64, rate: u32) -> Duration {

@@ -3,14 +3,19 @@
 //! maps straight to the window.
 
 pub const PLAYLIST: &str = "index.m3u8";
-pub const INIT: &str = "init.mp4";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resource {
     Playlist,
-    Init,
+    /// An init segment, by id (the MSN of the first segment that uses it):
+    /// a source restart brings a new one under a new name.
+    Init(u64),
     Segment(u64),
     Part(u64, usize),
+}
+
+pub fn init(id: u64) -> String {
+    format!("init{id}.mp4")
 }
 
 pub fn segment(msn: u64) -> String {
@@ -23,10 +28,14 @@ pub fn part(msn: u64, part: usize) -> String {
 
 /// The resource `name` asks for; `None` for anything we never serve.
 pub fn parse(name: &str) -> Option<Resource> {
-    match name {
-        PLAYLIST => return Some(Resource::Playlist),
-        INIT => return Some(Resource::Init),
-        _ => {}
+    if name == PLAYLIST {
+        return Some(Resource::Playlist);
+    }
+    if let Some(id) = name
+        .strip_prefix("init")
+        .and_then(|n| n.strip_suffix(".mp4"))
+    {
+        return Some(Resource::Init(number(id)?));
     }
     let stem = name.strip_suffix(".m4s")?;
     if let Some(n) = stem.strip_prefix("seg") {
@@ -53,7 +62,8 @@ mod tests {
         assert_eq!(parse(&segment(42)), Some(Resource::Segment(42)));
         assert_eq!(parse(&part(42, 3)), Some(Resource::Part(42, 3)));
         assert_eq!(parse("index.m3u8"), Some(Resource::Playlist));
-        assert_eq!(parse("init.mp4"), Some(Resource::Init));
+        assert_eq!(parse(&init(7)), Some(Resource::Init(7)));
+        assert_eq!(parse("init.mp4"), None);
     }
 
     #[test]

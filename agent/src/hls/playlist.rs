@@ -30,15 +30,24 @@ pub fn render(w: &Window) -> String {
          #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n\
          #EXT-X-PART-INF:PART-TARGET={:.3}\n\
          #EXT-X-MEDIA-SEQUENCE:{first_msn}\n\
+         #EXT-X-DISCONTINUITY-SEQUENCE:{}\n\
          #EXT-X-INDEPENDENT-SEGMENTS\n\
          #EXT-X-MAP:URI=\"{}\"\n",
         w.target_duration(),
         part_target * PART_HOLD_BACK_PARTS,
         part_target,
-        names::INIT,
+        w.discontinuity_sequence(),
+        names::init(w.segments().next().map_or(w.current_init(), |s| s.init)),
     );
     let listing_from = parts_listed_from(w);
     for seg in w.segments() {
+        if seg.discontinuity && seg.msn != first_msn {
+            let _ = write!(
+                out,
+                "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"\n",
+                names::init(seg.init)
+            );
+        }
         let pdt: DateTime<Utc> = seg.program_date_time.into();
         let _ = writeln!(
             out,
@@ -136,7 +145,8 @@ mod tests {
         let expected_head = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:1\n\
             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600\n\
             #EXT-X-PART-INF:PART-TARGET=0.200\n#EXT-X-MEDIA-SEQUENCE:0\n\
-            #EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+            #EXT-X-DISCONTINUITY-SEQUENCE:0\n\
+            #EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"init0.mp4\"\n\
             #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n\
             #EXT-X-PART:DURATION=0.20000,URI=\"part0.0.m4s\",INDEPENDENT=YES\n\
             #EXT-X-PART:DURATION=0.20000,URI=\"part0.1.m4s\"\n";
@@ -147,6 +157,34 @@ mod tests {
              #EXT-X-PART:DURATION=0.18000,URI=\"part2.0.m4s\",INDEPENDENT=YES\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part2.1.m4s\"\n"
         ));
+    }
+
+    #[test]
+    fn a_discontinuity_is_marked_with_its_new_map() {
+        let mut w = window(2);
+        w.push_part(Part {
+            data: Bytes::from_static(b"x"),
+            start: Duration::from_millis(2180),
+            duration: Duration::from_millis(200),
+            independent: false,
+        });
+        w.close_segment();
+        w.start_discontinuity(Bytes::from_static(b"new init"));
+        w.push_part(Part {
+            data: Bytes::from_static(b"x"),
+            start: Duration::from_millis(9000),
+            duration: Duration::from_millis(200),
+            independent: true,
+        });
+        let text = render(&w);
+        assert!(
+            text.contains(
+                "seg2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init3.mp4\"\n\
+                 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:29.000Z\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 2);
     }
 
     #[test]

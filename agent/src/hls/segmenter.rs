@@ -103,6 +103,19 @@ impl Segmenter {
         Ok(())
     }
 
+    /// Ends the open segment with everything held: the stream's parameters
+    /// changed or its source restarted, and what follows is cut anew.
+    pub fn finish(&mut self, out: &mut Vec<Event>) -> fmp4::Result<()> {
+        if self.segment_start.take().is_none() {
+            return Ok(());
+        }
+        if let Some(fragment) = self.builder.finish(None)? {
+            out.push(Event::Part(fragment));
+        }
+        out.push(Event::SegmentEnd);
+        Ok(())
+    }
+
     /// Emits the ready samples as a part; the next part starts at `next`.
     fn cut(&mut self, next: i64, out: &mut Vec<Event>) -> fmp4::Result<()> {
         if let Some(fragment) = self.builder.cut()? {

@@ -23,6 +23,11 @@ pub struct Part {
 #[derive(Debug)]
 pub struct Segment {
     pub msn: u64,
+    /// The init segment its parts need (see [`Window::init`]).
+    pub init: u64,
+    /// The first segment after a source restart or a parameter change:
+    /// timestamps jump and a new init segment applies.
+    pub discontinuity: bool,
     /// Wall-clock time of its first sample.
     pub program_date_time: SystemTime,
     pub parts: Vec<Part>,
@@ -51,7 +56,13 @@ pub enum PartState {
 }
 
 pub struct Window {
-    init: Bytes,
+    /// Init segments by id (the MSN of their first segment), oldest first:
+    /// the current one and those of segments still in the window.
+    inits: VecDeque<(u64, Bytes)>,
+    /// The next segment starts after a discontinuity.
+    pending_discontinuity: bool,
+    /// Discontinuities before the first segment in the window.
+    discontinuity_sequence: u64,
     part_target: Duration,
     capacity: usize,
     /// Wall-clock time at the stream's media time zero.
@@ -72,7 +83,9 @@ impl Window {
         first_msn: u64,
     ) -> Self {
         Self {
-            init,
+            inits: VecDeque::from([(first_msn, init)]),
+            pending_discontinuity: false,
+            discontinuity_sequence: 0,
             part_target,
             capacity: capacity.max(1),
             wall_epoch,
@@ -82,8 +95,25 @@ impl Window {
         }
     }
 
-    pub fn init(&self) -> &Bytes {
-        &self.init
+    /// The init segment `id`, while a segment in the window needs it.
+    pub fn init(&self, id: u64) -> Option<&Bytes> {
+        self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
+    }
+
+    /// The id of the init segment new segments use.
+    pub fn current_init(&self) -> u64 {
+        self.inits.back().map_or(0, |(id, _)| *id)
+    }
+
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.discontinuity_sequence
+    }
+
+    /// The segments after this use `init` and are marked as a
+    /// discontinuity. Call with no segment open.
+    pub fn start_discontinuity(&mut self, init: Bytes) {
+        self.inits.push_back((self.next_msn, init));
+        self.pending_discontinuity = true;
     }
 
     pub fn part_target(&self) -> Duration {
@@ -114,6 +144,8 @@ impl Window {
         if self.segments.back().is_none_or(|s| s.complete) {
             self.segments.push_back(Segment {
                 msn: self.next_msn,
+                init: self.current_init(),
+                discontinuity: std::mem::take(&mut self.pending_discontinuity),
                 program_date_time: self.wall_epoch + part.start,
                 parts: Vec::new(),
                 complete: false,
@@ -134,7 +166,16 @@ impl Window {
         let rounded = (open.duration().as_secs_f64().round() as u64).max(1);
         self.target_duration = self.target_duration.max(rounded);
         while self.segments.iter().filter(|s| s.complete).count() > self.capacity {
-            self.segments.pop_front();
+            if let Some(gone) = self.segments.pop_front() {
+                if gone.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+        // Inits that no segment needs any more, except the current one.
+        let oldest = self.segments.front().map_or(self.next_msn, |s| s.init);
+        while self.inits.len() > 1 && self.inits.front().is_some_and(|(id, _)| *id < oldest) {
+            self.inits.pop_front();
         }
     }
 
@@ -220,7 +261,8 @@ impl Window {
 
     /// Media bytes held, for memory accounting.
     pub fn bytes(&self) -> usize {
-        self.init.len() + self.segments.iter().map(Segment::bytes).sum::<usize>()
+        self.inits.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + self.segments.iter().map(Segment::bytes).sum::<usize>()
     }
 }
 
@@ -315,6 +357,32 @@ mod tests {
         assert_eq!(w.part_state(1, 9), PartState::Never);
         assert_eq!(w.part_state(0, 7), PartState::Never);
         assert_eq!(w.part_state(7, 0), PartState::Never);
+    }
+
+    #[test]
+    fn a_discontinuity_brings_a_new_init_and_counts_when_it_slides_out() {
+        let mut w = filled(2);
+        w.close_segment();
+        w.start_discontinuity(Bytes::from_static(b"init2"));
+        w.push_part(part(9000, 1000, true));
+        w.close_segment();
+        let last = w.segments().last().unwrap();
+        assert!(last.discontinuity);
+        assert_eq!(last.init, 2);
+        assert_eq!(w.init(2).unwrap().as_ref(), b"init2");
+        assert_eq!(
+            w.init(0).unwrap().as_ref(),
+            b"init",
+            "segment 1 still needs it"
+        );
+        assert_eq!(w.discontinuity_sequence(), 0);
+        for s in 3..6 {
+            w.push_part(part(s * 1000 + 9000, 1000, true));
+            w.close_segment();
+        }
+        assert_eq!(w.discontinuity_sequence(), 1);
+        assert!(w.init(0).is_none());
+        assert!(w.segments().all(|s| !s.discontinuity && s.init == 2));
     }
 
     #[test]

@@ -2,22 +2,28 @@
 //! UI): `[http.auth]` Basic users and bearer tokens; either lets a request
 //! through. Everything else gets 401 with both challenges.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
-use crate::config::HttpAuthConfig;
+use tokio::sync::watch;
 
+use crate::config::{HttpAuthConfig, HttpConfig};
+
+/// Reads `[http.auth]` from the live settings on every request: a change
+/// applies to the next request, without a restart.
 pub async fn require(
-    State(auth): State<Arc<HttpAuthConfig>>,
+    State(config): State<watch::Receiver<HttpConfig>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if allowed(&auth, request.headers()) {
+    let pass = match &config.borrow().auth {
+        None => true,
+        Some(auth) => allowed(auth, request.headers()),
+    };
+    if pass {
         return next.run(request).await;
     }
     let mut res = (StatusCode::UNAUTHORIZED, "authentication required").into_response();

@@ -3,21 +3,31 @@
 //! requests itself, before authentication: browsers send them without
 //! credentials.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+
+use crate::config::HttpConfig;
 
 const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, Range";
 
+/// Reads `http.cors_origin` from the live settings on every request.
 pub async fn cors(
-    State(origin): State<Arc<HeaderValue>>,
+    State(config): State<watch::Receiver<HttpConfig>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let origin = config
+        .borrow()
+        .cors_origin
+        .as_deref()
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let Some(origin) = origin else {
+        return next.run(request).await;
+    };
     let preflight = request.method() == Method::OPTIONS
         && request
             .headers()
@@ -42,7 +52,7 @@ pub async fn cors(
         next.run(request).await
     };
     let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, (*origin).clone());
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     if origin.as_bytes() != b"*" {
         h.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,

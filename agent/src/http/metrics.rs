@@ -12,22 +12,25 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::app::AppContext;
+use crate::control::Control;
 use crate::hub::Output;
 use crate::status::{self, ProcessStats};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub fn routes() -> Router<Arc<AppContext>> {
+pub fn routes() -> Router<Arc<Control>> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
+async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
     let mut m = Exposition::default();
-    let hubs = ctx.streams.all();
+    let hubs = ctx.streams().all();
     let stats: Vec<_> = hubs
         .iter()
-        .map(|h| (h.name(), h.stats(), h.info()))
+        .map(|h| {
+            let live = h.health().state == crate::hub::SourceState::Live;
+            (h.name(), h.stats(), live)
+        })
         .collect();
 
     m.family(
@@ -35,8 +38,8 @@ async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
         "gauge",
         "1 while the stream's source produces.",
     );
-    for (name, _, info) in &stats {
-        m.sample(&[("stream", name)], u64::from(info.is_some()));
+    for (name, _, live) in &stats {
+        m.sample(&[("stream", name)], u64::from(*live));
     }
     m.family(
         "streamswitch_stream_frames_total",
@@ -89,9 +92,9 @@ async fn metrics(State(ctx): State<Arc<AppContext>>) -> impl IntoResponse {
         "gauge",
         "HLS muxers running (streams watched over HLS).",
     );
-    m.sample(&[], ctx.hls.active() as u64);
+    m.sample(&[], ctx.hls().active() as u64);
 
-    let recorders = ctx.recorders.statuses();
+    let recorders = ctx.recorders().statuses();
     m.family(
         "streamswitch_recording_active",
         "gauge",

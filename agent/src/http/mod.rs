@@ -1,60 +1,96 @@
-//! The local HTTP server on `[http] listen`: the JSON API and, as the
-//! outputs that need it land, recordings, HLS, metrics and the web UI.
-//! CORS and authentication wrap every route.
+//! The local HTTP server on `[http] listen`: the router, authentication,
+//! CORS, the web UI, the JSON API and /metrics. HLS and recordings bring
+//! their own routes (`hls::http`, `record::http`). Auth and CORS read the
+//! live `[http]` settings, so a change applies to the next request.
 
 mod api;
 mod auth;
 mod cors;
-mod hls;
 mod metrics;
-mod recordings;
 mod ui;
 
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
 use axum::middleware;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
-use crate::app::AppContext;
+use crate::config::HttpConfig;
+use crate::control::Control;
 
 /// Every route the agent serves over HTTP.
-pub fn router(ctx: Arc<AppContext>) -> Router {
-    let http = ctx.config.http.clone();
-    let mut router = Router::new()
+pub fn router(control: Arc<Control>, config: watch::Receiver<HttpConfig>) -> Router {
+    let hls = crate::hls::http::routes(control.hls().clone());
+    let recordings = crate::record::http::routes(control.recorders().clone());
+    Router::new()
         .merge(api::routes())
         .merge(metrics::routes())
-        .merge(hls::routes())
-        .merge(recordings::routes())
         .merge(ui::routes())
-        .with_state(ctx);
-    if let Some(auth) = http.auth {
-        router = router.layer(middleware::from_fn_with_state(
-            Arc::new(auth),
+        .with_state(control)
+        .merge(hls)
+        .merge(recordings)
+        .layer(middleware::from_fn_with_state(
+            config.clone(),
             auth::require,
-        ));
-    }
-    // Outermost, so that preflights skip authentication.
-    if let Some(origin) = http
-        .cors_origin
-        .and_then(|o| HeaderValue::from_str(&o).ok())
-    {
-        router = router.layer(middleware::from_fn_with_state(Arc::new(origin), cors::cors));
-    }
-    router
+        ))
+        // Outermost, so that preflights skip authentication.
+        .layer(middleware::from_fn_with_state(config, cors::cors))
 }
 
-/// Serves until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<AppContext>,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+/// What the HTTP server is handed.
+pub struct Inputs {
+    pub listener: std::net::TcpListener,
+    pub router: Router,
+    /// A new listener replaces the current one when `[http] listen`
+    /// changes; requests in flight on the old one finish.
+    pub rebind: mpsc::Receiver<std::net::TcpListener>,
+    pub shutdown: CancellationToken,
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(inputs: Inputs) {
+    let Inputs {
+        mut listener,
+        router,
+        mut rebind,
+        shutdown,
+    } = inputs;
+    loop {
+        let stop = shutdown.child_token();
+        let tokio_listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("http server stopped: {e}");
+                return;
+            }
+        };
+        let serving = {
+            let (router, stop) = (router.clone(), stop.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(tokio_listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    warn!("http server stopped: {e}");
+                }
+            })
+        };
+        tokio::select! {
+            Some(new) = rebind.recv() => {
+                info!("http listening on {}", new.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+                // The old server stops accepting; requests in flight on it
+                // finish on their own (its task runs on, detached).
+                stop.cancel();
+                drop(serving);
+                listener = new;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = serving.await;
+                return;
+            }
+        }
+    }
 }

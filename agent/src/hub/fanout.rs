@@ -33,7 +33,8 @@ struct GopCache<T> {
 
 pub struct Fanout<T> {
     gop: Mutex<GopCache<T>>,
-    tx: broadcast::Sender<Entry<T>>,
+    /// `None` once closed: readers end after what they already have.
+    tx: Mutex<Option<broadcast::Sender<Entry<T>>>>,
     limits: GopLimits,
     dropped: Arc<AtomicU64>,
 }
@@ -49,7 +50,7 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
                 bytes: 0,
                 valid: false,
             }),
-            tx,
+            tx: Mutex::new(Some(tx)),
             limits,
             dropped: Arc::new(AtomicU64::new(0)),
         }
@@ -60,6 +61,10 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         // The cache and the ring change under one lock, so that a reader
         // subscribing in between sees every item exactly once.
         let mut gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = lock(&self.tx);
+        let Some(tx) = tx.as_ref() else {
+            return;
+        };
         if gop_start {
             gop.entries.clear();
             gop.bytes = 0;
@@ -77,7 +82,16 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
                 gop.bytes += bytes;
             }
         }
-        let _ = self.tx.send(entry);
+        let _ = tx.send(entry);
+    }
+
+    /// Ends every reader once it has read what was published; readers
+    /// that subscribe later end at once.
+    pub fn close(&self) {
+        let mut gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
+        gop.entries.clear();
+        gop.valid = false;
+        lock(&self.tx).take();
     }
 
     /// Drops the cached GOP: readers that join now wait for the next one.
@@ -91,7 +105,11 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
     pub fn subscribe(&self) -> Reader<T> {
         let gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
         let backlog: VecDeque<Entry<T>> = gop.entries.iter().cloned().collect();
-        let rx = self.tx.subscribe();
+        let rx = match lock(&self.tx).as_ref() {
+            Some(tx) => tx.subscribe(),
+            // A receiver whose sender is gone: it reports Closed at once.
+            None => broadcast::channel(1).1,
+        };
         Reader {
             skipping: backlog.is_empty(),
             backlog,
@@ -101,13 +119,17 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
     }
 
     pub fn reader_count(&self) -> usize {
-        self.tx.receiver_count()
+        lock(&self.tx).as_ref().map_or(0, |tx| tx.receiver_count())
     }
 
     /// Items that slow readers lost, over all readers.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub struct Reader<T> {
@@ -255,6 +277,21 @@ mod tests {
         f.publish(4, false, 1);
         f.publish(5, true, 1);
         assert_eq!(r.recv().await, Some(5));
+    }
+
+    #[tokio::test]
+    async fn close_ends_readers_after_what_they_have_and_later_ones_at_once() {
+        let f = Fanout::new(4, LIMITS);
+        f.publish(1, true, 1);
+        let mut r = f.subscribe();
+        f.publish(2, false, 1);
+        f.close();
+        f.publish(3, false, 1);
+        assert_eq!(r.recv().await, Some(1));
+        assert_eq!(r.recv().await, Some(2));
+        assert_eq!(r.recv().await, None);
+        let mut late = f.subscribe();
+        assert_eq!(late.recv().await, None);
     }
 
     #[tokio::test]

@@ -25,6 +25,21 @@ pub struct Frame {
     pub data: Bytes,
 }
 
+/// What travels in a stream's ring, in order: codec parameters sit exactly
+/// between the frames they belong between, so every reader, however far
+/// behind, applies a change where it happened.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// The parameters of the frames that follow. Sent when they change,
+    /// and again before every keyframe, so that a reader that joins or
+    /// skips ahead always starts with them.
+    Params(SharedStreamInfo),
+    Frame(Frame),
+    /// The source restarted: the frames that follow continue the stream's
+    /// timeline after a gap. Outputs that keep files or segments cut here.
+    Discontinuity,
+}
+
 /// Codec and its parameters for one track.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrackParams {
@@ -46,7 +61,7 @@ impl TrackInfo {
 }
 
 /// What a stream carries, and when its clock started.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamInfo {
     pub tracks: Vec<TrackInfo>,
     /// The monotonic instant at which every track's timestamp is zero.
@@ -69,6 +84,21 @@ impl StreamInfo {
             })
             .collect();
         parts.join(", ")
+    }
+
+    /// True when `other` has the same tracks in the same order with the
+    /// same codecs and clocks: an RTSP client's SETUP still holds, only
+    /// parameter sets (SPS/PPS, sizes) may differ.
+    pub fn same_layout(&self, other: &StreamInfo) -> bool {
+        self.tracks.len() == other.tracks.len()
+            && self.tracks.iter().zip(&other.tracks).all(|(a, b)| {
+                a.clock_rate == b.clock_rate
+                    && std::mem::discriminant(&a.params) == std::mem::discriminant(&b.params)
+                    && match (&a.params, &b.params) {
+                        (TrackParams::Aac(x), TrackParams::Aac(y)) => x == y,
+                        _ => true,
+                    }
+            })
     }
 
     pub fn audio_track(&self) -> Option<usize> {

@@ -7,6 +7,7 @@
 
 pub mod clock;
 mod file;
+pub mod http;
 pub mod paths;
 pub mod repair;
 pub mod retention;
@@ -19,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, FsyncPolicy, RecordConfig};
-use crate::hub::{Hub, Output, Streams, Subscription};
-use crate::media::Frame;
+use crate::config::{Config, FsyncPolicy, RecordConfig, RecordingConfig};
+use crate::hub::{Hub, Output, SourceState};
+use crate::media::{Frame, Item, SharedStreamInfo};
 use clock::WallClock;
 use file::{IoCounters, RecordingFile};
 use retention::Retention;
@@ -68,78 +70,40 @@ pub enum ControlError {
 struct Entry {
     status: Arc<Mutex<RecorderStatus>>,
     enabled: watch::Sender<bool>,
+    stop: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
 }
 
-/// Every stream's recorder.
+/// Every stream's recorder. The stream manager adds one per stream and
+/// removes it with the stream; the HTTP API and MQTT read their status.
 pub struct Recorders {
     root: PathBuf,
-    entries: BTreeMap<String, Entry>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    fsync: Mutex<FsyncPolicy>,
+    clock: Arc<dyn WallClock>,
+    entries: Mutex<BTreeMap<String, Entry>>,
     retention: Arc<Retention>,
 }
 
 impl Recorders {
-    /// Repairs what a previous run left open, applies retention, and starts
-    /// a recorder thread for every stream (idle unless `record.enabled`).
-    /// Must be called inside the runtime.
+    /// Repairs what a previous run left open, applies retention, and runs
+    /// retention periodically until `shutdown`. Must be called inside the
+    /// runtime.
     pub fn start(
         config: &Config,
-        streams: &Streams,
         clock: Arc<dyn WallClock>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Arc<Self> {
         let root = paths::recordings_root(&config.agent.data_dir);
         repair::repair_all(&root);
         let retention = Arc::new(Retention::new(root.clone(), config.recording.clone()));
         retention.run(clock.now());
-        let runtime = tokio::runtime::Handle::current();
-        let mut entries = BTreeMap::new();
-        let mut threads = Vec::new();
-        for s in &config.streams {
-            let Some(hub) = streams.get(&s.name) else {
-                continue;
-            };
-            let status = Arc::new(Mutex::new(RecorderStatus {
-                stream: s.name.clone(),
-                enabled: s.record.enabled,
-                ..Default::default()
-            }));
-            let (enabled, enabled_rx) = watch::channel(s.record.enabled);
-            let recorder = Recorder {
-                hub,
-                root: root.clone(),
-                config: s.record.clone(),
-                fsync: config.recording.fsync,
-                clock: clock.clone(),
-                retention: retention.clone(),
-                status: status.clone(),
-                segmenter: Segmenter::new(
-                    Duration::from_secs(s.record.segment_seconds as u64),
-                    Duration::from_millis(s.record.fragment_ms as u64),
-                ),
-                file: None,
-                io: IoCounters::default(),
-                paused_until: None,
-                clock_base: Instant::now(),
-                clock_offset: None,
-            };
-            let (rt, shutdown) = (runtime.clone(), shutdown.clone());
-            match std::thread::Builder::new()
-                .name(format!("record-{}", s.name))
-                .spawn(move || rt.block_on(recorder.run(enabled_rx, shutdown)))
-            {
-                Ok(t) => threads.push(t),
-                Err(e) => warn!(stream = s.name, "cannot start the recorder thread: {e}"),
-            }
-            entries.insert(s.name.clone(), Entry { status, enabled });
-        }
         {
-            let (retention, clock, mut shutdown) = (retention.clone(), clock.clone(), shutdown);
+            let (retention, clock) = (retention.clone(), clock.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(RETENTION_PERIOD) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
+                        _ = shutdown.cancelled() => return,
                     }
                     let (r, now) = (retention.clone(), clock.now());
                     let _ = tokio::task::spawn_blocking(move || r.run(now)).await;
@@ -148,10 +112,89 @@ impl Recorders {
         }
         Arc::new(Self {
             root,
-            entries,
-            threads: Mutex::new(threads),
+            fsync: Mutex::new(config.recording.fsync),
+            clock,
+            entries: Mutex::default(),
             retention,
         })
+    }
+
+    /// Takes new `[recording]` settings: retention at once, the fsync
+    /// policy from each recorder's next file.
+    pub fn set_config(&self, config: &RecordingConfig) {
+        *lock(&self.fsync) = config.fsync;
+        self.retention.set_config(config.clone());
+    }
+
+    /// Starts the recorder of `hub` on a thread of its own (idle unless
+    /// `config.enabled`). Must be called inside the runtime.
+    pub fn add(&self, hub: Arc<Hub>, config: &RecordConfig) {
+        let name = hub.name().to_owned();
+        let status = Arc::new(Mutex::new(RecorderStatus {
+            stream: name.clone(),
+            enabled: config.enabled,
+            ..Default::default()
+        }));
+        let (enabled, enabled_rx) = watch::channel(config.enabled);
+        let stop = CancellationToken::new();
+        let recorder = Recorder {
+            hub,
+            root: self.root.clone(),
+            config: config.clone(),
+            fsync: *lock(&self.fsync),
+            clock: self.clock.clone(),
+            retention: self.retention.clone(),
+            status: status.clone(),
+            segmenter: Segmenter::new(
+                Duration::from_secs(config.segment_seconds as u64),
+                Duration::from_millis(config.fragment_ms as u64),
+            ),
+            file: None,
+            info: None,
+            io: IoCounters::default(),
+            paused_until: None,
+            clock_base: Instant::now(),
+            clock_offset: None,
+        };
+        let (rt, token) = (tokio::runtime::Handle::current(), stop.clone());
+        let thread = match std::thread::Builder::new()
+            .name(format!("record-{name}"))
+            .spawn(move || rt.block_on(recorder.run(enabled_rx, token)))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(stream = name, "cannot start the recorder thread: {e}");
+                return;
+            }
+        };
+        let old = lock(&self.entries).insert(
+            name,
+            Entry {
+                status,
+                enabled,
+                stop,
+                thread,
+            },
+        );
+        if let Some(old) = old {
+            stop_entry(old);
+        }
+    }
+
+    /// Stops the recorder of `stream`: its file is closed with what it
+    /// has. Returns once the file is closed.
+    pub async fn remove(&self, stream: &str) {
+        let entry = lock(&self.entries).remove(stream);
+        if let Some(e) = entry {
+            let _ = tokio::task::spawn_blocking(move || stop_entry(e)).await;
+        }
+    }
+
+    /// Stops every recorder (shutdown): each closes its file.
+    pub async fn remove_all(&self) {
+        let entries = std::mem::take(&mut *lock(&self.entries));
+        let _ =
+            tokio::task::spawn_blocking(move || entries.into_values().for_each(stop_entry)).await;
     }
 
     /// `<data_dir>/recordings`.
@@ -159,17 +202,9 @@ impl Recorders {
         &self.root
     }
 
-    pub fn start_recording(&self, stream: &str) -> Result<(), ControlError> {
-        self.set_enabled(stream, true)
-    }
-
-    pub fn stop_recording(&self, stream: &str) -> Result<(), ControlError> {
-        self.set_enabled(stream, false)
-    }
-
-    fn set_enabled(&self, stream: &str, on: bool) -> Result<(), ControlError> {
-        let e = self
-            .entries
+    pub fn set_enabled(&self, stream: &str, on: bool) -> Result<(), ControlError> {
+        let entries = lock(&self.entries);
+        let e = entries
             .get(stream)
             .ok_or_else(|| ControlError::NoSuchStream(stream.to_owned()))?;
         lock(&e.status).enabled = on;
@@ -183,11 +218,13 @@ impl Recorders {
     }
 
     pub fn status(&self, stream: &str) -> Option<RecorderStatus> {
-        self.entries.get(stream).map(|e| lock(&e.status).clone())
+        lock(&self.entries)
+            .get(stream)
+            .map(|e| lock(&e.status).clone())
     }
 
     pub fn statuses(&self) -> Vec<RecorderStatus> {
-        self.entries
+        lock(&self.entries)
             .values()
             .map(|e| lock(&e.status).clone())
             .collect()
@@ -197,17 +234,12 @@ impl Recorders {
     pub fn apply_retention(&self, now: chrono::DateTime<chrono::Utc>) -> u64 {
         self.retention.run(now)
     }
+}
 
-    /// Waits until every recorder has closed its file after shutdown.
-    pub async fn wait(&self) {
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
-    }
+/// Blocks until the recorder's thread has closed its file.
+fn stop_entry(e: Entry) {
+    e.stop.cancel();
+    let _ = e.thread.join();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -224,6 +256,8 @@ struct Recorder {
     status: Arc<Mutex<RecorderStatus>>,
     segmenter: Segmenter,
     file: Option<RecordingFile>,
+    /// The parameters of the frames being read, from the ring.
+    info: Option<SharedStreamInfo>,
     io: IoCounters,
     /// Set after a write error: frames are dropped until then.
     paused_until: Option<Instant>,
@@ -235,49 +269,64 @@ struct Recorder {
 impl Recorder {
     /// Runs on the recorder's own thread, inside `block_on`: the blocking
     /// file I/O here never stalls the reactor's workers.
-    async fn run(
-        mut self,
-        mut enabled: watch::Receiver<bool>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, mut enabled: watch::Receiver<bool>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            if *shutdown.borrow() {
+            if stop.is_cancelled() {
                 break;
             }
             if !*enabled.borrow_and_update() {
                 self.close_file();
                 tokio::select! {
                     _ = enabled.changed() => continue,
-                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = stop.cancelled() => break,
                 }
             }
-            let mut sub: Subscription = self.hub.subscribe(Output::Record);
+            let mut sub = self.hub.subscribe(Output::Record);
             info!(
                 stream = self.hub.name(),
                 "recording (segments of {} s)", self.config.segment_seconds
             );
             loop {
                 tokio::select! {
-                    frame = sub.recv() => match frame {
-                        Some(f) => self.on_frame(f),
+                    item = sub.recv() => match item {
+                        Some(i) => self.on_item(i),
                         None => break,
                     },
                     _ = tick.tick() => self.on_tick(),
                     _ = enabled.changed() => if !*enabled.borrow() { break },
-                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = stop.cancelled() => break,
                 }
+            }
+            if !stop.is_cancelled() && *enabled.borrow() {
+                // The stream ended under us: wait to be stopped.
+                self.close_file();
+                stop.cancelled().await;
             }
         }
         self.close_file();
+    }
+
+    fn on_item(&mut self, item: Item) {
+        match item {
+            Item::Params(info) => self.info = Some(info),
+            Item::Discontinuity => {
+                // The source restarted: the file ends with its last frame.
+                match self.segmenter.close(None) {
+                    Ok(a) => self.apply(a),
+                    Err(e) => self.fail(format!("cannot build the MP4: {e}")),
+                }
+            }
+            Item::Frame(f) => self.on_frame(f),
+        }
     }
 
     fn on_frame(&mut self, frame: Frame) {
         if self.paused_until.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let Some(info) = self.hub.info() else {
+        let Some(info) = self.info.clone() else {
             return;
         };
         match self.segmenter.push(frame, &info) {
@@ -287,8 +336,8 @@ impl Recorder {
     }
 
     fn on_tick(&mut self) {
-        if self.hub.info().is_none() && self.segmenter.is_open() {
-            // The source stopped: close the file with what it has.
+        if self.segmenter.is_open() && self.hub.health().state != SourceState::Live {
+            // The source is down or stopped: close the file with what it has.
             match self.segmenter.close(None) {
                 Ok(a) => self.apply(a),
                 Err(e) => self.fail(format!("cannot build the MP4: {e}")),

@@ -136,26 +136,30 @@ pub fn plan(
 
 pub struct Retention {
     root: PathBuf,
-    config: RecordingConfig,
-    lock: Mutex<()>,
+    /// Also serialises runs: one pass at a time.
+    config: Mutex<RecordingConfig>,
 }
 
 impl Retention {
     pub fn new(root: PathBuf, config: RecordingConfig) -> Self {
         Self {
             root,
-            config,
-            lock: Mutex::new(()),
+            config: Mutex::new(config),
         }
+    }
+
+    /// New limits, for the next pass.
+    pub fn set_config(&self, config: RecordingConfig) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// Deletes what [`plan`] says; returns the bytes freed.
     pub fn run(&self, now: DateTime<Utc>) -> u64 {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let config = self.config.lock().unwrap_or_else(|e| e.into_inner());
         let files = list(&self.root);
         let space = space(&self.root).ok();
         let mut freed = 0;
-        for i in plan(&files, now, &self.config, space) {
+        for i in plan(&files, now, &config, space) {
             let f = &files[i];
             match std::fs::remove_file(&f.path) {
                 Ok(()) => {

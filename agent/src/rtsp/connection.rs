@@ -13,7 +13,8 @@ use rtsp_types::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::message::{self, Framed};
@@ -23,7 +24,7 @@ use super::session::{self, Session, SessionSlot};
 use super::transport::{self, Requested};
 use super::uri::{self, Target};
 use super::{rtcp, sdp};
-use crate::hub::Output;
+use crate::hub::{Output, SourceState};
 use crate::media::SharedStreamInfo;
 
 const PUBLIC: &str =
@@ -33,6 +34,8 @@ const INFO_WAIT: Duration = Duration::from_secs(3);
 /// How long PLAY waits for the first burst (the next keyframe at worst).
 const FIRST_BURST_WAIT: Duration = Duration::from_secs(5);
 const MAX_TICK: Duration = Duration::from_secs(5);
+/// Retry-After of a 503 while the stream's source is down.
+const RETRY_AFTER_SECONDS: &str = "2";
 /// How long a connection closed for bad input drains what is in flight.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -49,7 +52,7 @@ pub struct Connection {
     failures: mpsc::Sender<(String, std::io::Error)>,
 }
 
-pub async fn run(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(server: Arc<Server>, stream: TcpStream, shutdown: CancellationToken) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
@@ -90,7 +93,7 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, mut shutdown: watch::Re
                     break;
                 }
             }
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.cancelled() => break,
         }
     }
     debug!(%peer, sessions = conn.sessions.len(), "rtsp connection closed");
@@ -179,9 +182,13 @@ impl Connection {
         };
         let failures = self.failures.clone();
         session.player = Some(tokio::spawn(async move {
-            if let Err(e) = player.run().await {
-                let _ = failures.send((id, e)).await;
-            }
+            // Either way the session is over; the connection closes, so
+            // that the client reconnects (and DESCRIBEs anew).
+            let reason = match player.run().await {
+                Ok(()) => std::io::Error::other("the stream ended or changed its tracks"),
+                Err(e) => e,
+            };
+            let _ = failures.send((id, reason)).await;
         }));
     }
 
@@ -205,6 +212,10 @@ impl Connection {
     fn reply(&self, status: StatusCode, cseq: Option<&str>) -> rtsp_types::ResponseBuilder {
         let mut b =
             Response::builder(Version::V1_0, status).header(headers::SERVER, "StreamSwitch");
+        if status == StatusCode::ServiceUnavailable {
+            // The source is starting or restarting: worth asking again soon.
+            b = b.header(headers::RETRY_AFTER, RETRY_AFTER_SECONDS);
+        }
         if let Some(cseq) = cseq {
             b = b.header(headers::CSEQ, cseq);
         }
@@ -242,7 +253,8 @@ impl Connection {
                 )
             }
         }
-        if let Some(auth) = &self.server.auth {
+        let settings = self.server.settings();
+        if let Some(auth) = &settings.auth {
             let name: &str = (&method).into();
             let given = req.header(&headers::AUTHORIZATION).map(|v| v.as_str());
             if !auth.verify(name, given) {
@@ -276,7 +288,9 @@ impl Connection {
         )
     }
 
-    /// The stream a request URL names, with its current parameters.
+    /// The stream a request URL names, with its current parameters. A
+    /// stream whose source is not live (starting, restarting, stopped)
+    /// gets a short wait, then 503 with Retry-After.
     async fn stream(
         &self,
         req: &Request<Vec<u8>>,
@@ -288,15 +302,16 @@ impl Connection {
             .ok_or(StatusCode::NotFound)?;
         let hub = self
             .server
-            .ctx
             .streams
             .get(&target.stream)
             .ok_or(StatusCode::NotFound)?;
-        let mut watch = hub.watch_info();
-        let info = tokio::time::timeout(wait, watch.wait_for(Option::is_some))
+        let mut health = hub.watch_health();
+        let live = tokio::time::timeout(wait, health.wait_for(|h| h.state == SourceState::Live))
             .await
-            .ok()
-            .and_then(|r| r.ok().and_then(|i| i.clone()))
+            .is_ok_and(|r| r.is_ok());
+        let info = hub
+            .info()
+            .filter(|_| live)
             .ok_or(StatusCode::ServiceUnavailable)?;
         Ok((target, hub, info))
     }
@@ -352,11 +367,18 @@ impl Connection {
                 id.clone()
             }
             None => {
-                let slot =
-                    SessionSlot::take(&self.server.sessions, self.server.config.max_sessions)
-                        .ok_or(StatusCode::NotEnoughBandwidth)?;
+                let slot = SessionSlot::take(
+                    &self.server.sessions,
+                    self.server.settings().config.max_sessions,
+                )
+                .ok_or(StatusCode::NotEnoughBandwidth)?;
                 let id = Session::new_id();
-                let stage = self.server.stages.get(&hub, &info);
+                let max_packet = self.server.settings().config.max_packet_size;
+                let stage = self
+                    .server
+                    .stages
+                    .get(&hub, max_packet)
+                    .ok_or(StatusCode::ServiceUnavailable)?;
                 let tracks = vec![None; stage.shared.tracks.len()];
                 self.sessions.insert(
                     id.clone(),
@@ -386,7 +408,7 @@ impl Connection {
                 headers::SESSION,
                 format!(
                     "{id};timeout={}",
-                    self.server.config.session_timeout_seconds
+                    self.server.settings().config.session_timeout_seconds
                 ),
             )
             .build(Vec::new()))
@@ -460,7 +482,7 @@ impl Connection {
         };
         let session_header = format!(
             "{id};timeout={}",
-            self.server.config.session_timeout_seconds
+            self.server.settings().config.session_timeout_seconds
         );
         let Some(session) = self.sessions.get(&id) else {
             return fail(self, StatusCode::SessionNotFound);

@@ -14,4 +14,4 @@ mod stage;
 pub mod transport;
 pub mod uri;
 
-pub use server::serve;
+pub use server::{serve, Inputs};

@@ -1,44 +1,83 @@
 //! The RTSP server: accepts connections (a bounded number), runs each on
-//! its own task, and closes them all on shutdown.
+//! its own task, and closes them all on shutdown. Its settings change
+//! while it runs: a new listener replaces the old one (connections on the
+//! old one go on), and auth, timeouts and limits apply to the next request.
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::warn;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use super::auth::Authenticator;
 use super::connection;
 use super::stage::Stages;
-use crate::app::AppContext;
 use crate::config::RtspConfig;
+use crate::hub::Streams;
+
+/// What the server is handed: its listener, the streams, its settings (and
+/// new listeners when `[rtsp] listen` changes), and the shutdown signal.
+pub struct Inputs {
+    pub listener: std::net::TcpListener,
+    pub streams: Arc<Streams>,
+    pub config: watch::Receiver<RtspConfig>,
+    pub rebind: mpsc::Receiver<std::net::TcpListener>,
+    pub shutdown: CancellationToken,
+}
+
+/// The settings in force, swapped whole when the config changes.
+pub struct Settings {
+    pub config: RtspConfig,
+    pub auth: Option<Arc<Authenticator>>,
+}
 
 /// What every connection shares.
 pub struct Server {
-    pub ctx: Arc<AppContext>,
-    pub config: RtspConfig,
+    pub streams: Arc<Streams>,
+    settings: RwLock<Arc<Settings>>,
     pub stages: Stages,
-    pub auth: Option<Authenticator>,
-    /// Sessions open now, against `config.max_sessions`.
+    /// Sessions open now, against `max_sessions`.
     pub sessions: Arc<AtomicUsize>,
+    /// Connections open now.
+    connections: AtomicUsize,
     /// The origin of the millisecond times connections keep.
     pub clock: Instant,
 }
 
 impl Server {
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.clock.elapsed().as_millis() as u64
     }
 
     pub fn session_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.session_timeout_seconds)
+        Duration::from_secs(self.settings().config.session_timeout_seconds)
+    }
+
+    /// Takes new settings; the authenticator (and its nonces) is kept when
+    /// the auth section did not change.
+    fn update(&self, config: RtspConfig) {
+        let mut current = self.settings.write().unwrap_or_else(|e| e.into_inner());
+        let auth = if current.config.auth == config.auth {
+            current.auth.clone()
+        } else {
+            config.auth.clone().map(|a| Arc::new(Authenticator::new(a)))
+        };
+        *current = Arc::new(Settings { config, auth });
     }
 }
 
-/// Serves RTSP on `listener` until `shutdown` turns true.
+/// Serves RTSP until `shutdown`.
 ///
 /// The server runs on a thread of its own with a single-threaded runtime:
 /// when a frame arrives, the stage and every session reading it run one
@@ -46,14 +85,7 @@ impl Server {
 /// runtime workers across threads for each session. Fan-out cost is
 /// dominated by those wake-ups, and one core serves far more sessions
 /// than a camera is asked for.
-pub async fn serve(listener: TcpListener, ctx: Arc<AppContext>, shutdown: watch::Receiver<bool>) {
-    let listener = match listener.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            warn!("rtsp server not started: {e}");
-            return;
-        }
-    };
+pub async fn serve(inputs: Inputs) {
     let (done, finished) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("rtsp".into())
@@ -68,12 +100,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AppContext>, shutdown: watch:
                     return;
                 }
             };
-            runtime.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => run(listener, ctx, shutdown).await,
-                    Err(e) => warn!("rtsp server not started: {e}"),
-                }
-            });
+            runtime.block_on(run(inputs));
             drop(done);
         });
     if let Err(e) = thread {
@@ -83,38 +110,67 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AppContext>, shutdown: watch:
     let _ = finished.await;
 }
 
-async fn run(listener: TcpListener, ctx: Arc<AppContext>, mut shutdown: watch::Receiver<bool>) {
-    let config = ctx.config.rtsp.clone();
-    // Room for every session plus connections that only DESCRIBE.
-    let connections = Arc::new(Semaphore::new(config.max_sessions * 2 + 16));
+async fn run(inputs: Inputs) {
+    let Inputs {
+        listener,
+        streams,
+        mut config,
+        mut rebind,
+        shutdown,
+    } = inputs;
+    let mut listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("rtsp server not started: {e}");
+            return;
+        }
+    };
+    let first = config.borrow_and_update().clone();
     let server = Arc::new(Server {
-        stages: Stages::new(config.max_packet_size),
-        auth: config.auth.clone().map(Authenticator::new),
+        streams,
+        stages: Stages::default(),
         sessions: Arc::new(AtomicUsize::new(0)),
+        connections: AtomicUsize::new(0),
         clock: Instant::now(),
-        ctx,
-        config,
+        settings: RwLock::new(Arc::new(Settings {
+            auth: first.auth.clone().map(|a| Arc::new(Authenticator::new(a))),
+            config: first,
+        })),
     });
     let mut tasks = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
+            Ok(()) = config.changed() => {
+                server.update(config.borrow_and_update().clone());
+                continue;
+            }
+            Some(new) = rebind.recv() => {
+                match TcpListener::from_std(new) {
+                    Ok(l) => {
+                        info!("rtsp listening on {}", l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()));
+                        listener = l;
+                    }
+                    Err(e) => warn!("rtsp cannot use the new listener: {e}"),
+                }
+                continue;
+            }
+            _ = shutdown.cancelled() => break,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                // Room for every session plus connections that only DESCRIBE.
+                let cap = server.settings().config.max_sessions.saturating_mul(2) + 16;
+                if server.connections.load(Ordering::Relaxed) >= cap {
+                    warn!(%peer, "rtsp connection refused: {cap} connections open");
+                    continue;
+                }
                 cap_send_buffer(&stream);
+                server.connections.fetch_add(1, Ordering::Relaxed);
                 let (server, shutdown) = (server.clone(), shutdown.clone());
                 tasks.spawn(async move {
-                    connection::run(server, stream, shutdown).await;
-                    drop(permit);
+                    connection::run(server.clone(), stream, shutdown).await;
+                    server.connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }
             Err(e) => {

@@ -1,18 +1,26 @@
 //! The RTP stage of a stream: packetizes each frame once, whatever the
 //! number of sessions, and publishes one burst per video frame into a
 //! [`Fanout`] that every playing session reads. Started when the first
-//! session plays, stopped when the last one goes.
+//! session sets up, stopped when the last one goes.
+//!
+//! SSRC, sequence numbers and the timestamp base belong to the stage, and
+//! media timestamps to the stream's timeline, which runs on across source
+//! restarts: sessions see neither sequence numbers nor timestamps jump
+//! back, and new SPS/PPS arrive in band. Only a new track layout (a track
+//! added or removed, another codec) ends the stage and its sessions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 use super::rtp::{self, aac, h264, RtpTrack};
 use super::sdp;
 use crate::hub::{Fanout, GopLimits, Hub, Subscription};
-use crate::media::{rescale, SharedStreamInfo, TrackParams};
+use crate::media::h264::{length_prefixed, H264Params, NAL_SPS};
+use crate::media::{rescale, Item, SharedStreamInfo, TrackParams};
 
 /// Bursts a session may fall behind before it skips to the next keyframe:
 /// about 4 s of 30 fps video.
@@ -50,9 +58,13 @@ pub struct StageTrack {
 }
 
 pub struct StageShared {
+    /// The tracks sessions were set up for. Parameter sets may change under
+    /// them (sent in band); a change of layout ends the stage.
     pub info: SharedStreamInfo,
     pub tracks: Vec<StageTrack>,
     pub fanout: Fanout<Arc<RtpBurst>>,
+    /// Set when the stage stopped: new sessions get a new stage.
+    ended: AtomicBool,
 }
 
 impl StageShared {
@@ -76,31 +88,24 @@ impl Drop for Stage {
 }
 
 /// The running stages, by stream name.
+#[derive(Default)]
 pub struct Stages {
-    max_packet: usize,
     running: Mutex<HashMap<String, Weak<Stage>>>,
 }
 
 impl Stages {
-    pub fn new(max_packet: usize) -> Self {
-        Self {
-            max_packet,
-            running: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The stage of `hub` for the stream parameters `info`, started if
-    /// needed. A stage of older parameters is replaced for new sessions.
-    pub fn get(&self, hub: &Arc<Hub>, info: &SharedStreamInfo) -> Arc<Stage> {
+    /// The stage of `hub`, started if needed; `None` while the stream has
+    /// never announced its tracks.
+    pub fn get(&self, hub: &Arc<Hub>, max_packet: usize) -> Option<Arc<Stage>> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|_, s| s.strong_count() > 0);
         if let Some(stage) = running.get(hub.name()).and_then(Weak::upgrade) {
-            if Arc::ptr_eq(&stage.shared.info, info) {
-                return stage;
+            if !stage.shared.ended.load(Ordering::Relaxed) {
+                return Some(stage);
             }
         }
+        let info = hub.info()?;
         let shared = Arc::new(StageShared {
-            info: info.clone(),
             tracks: info
                 .tracks
                 .iter()
@@ -110,17 +115,27 @@ impl Stages {
                     ts_base: rand::random(),
                 })
                 .collect(),
+            info,
             fanout: Fanout::new(BURST_RING, GOP_LIMITS),
+            ended: AtomicBool::new(false),
         });
-        let task = tokio::spawn(run(shared.clone(), hub.subscribe_relay(), self.max_packet));
+        let task = tokio::spawn(run(shared.clone(), hub.subscribe_relay(), max_packet));
         let stage = Arc::new(Stage { shared, task });
         running.insert(hub.name().to_owned(), Arc::downgrade(&stage));
-        stage
+        Some(stage)
     }
 }
 
-async fn run(shared: Arc<StageShared>, mut frames: Subscription, max_packet: usize) {
-    let info = shared.info.clone();
+/// Packetizes until the stream ends or changes its track layout; then
+/// every session's reader ends after the bursts it has.
+async fn run(shared: Arc<StageShared>, frames: Subscription, max_packet: usize) {
+    packetize_items(&shared, frames, max_packet).await;
+    shared.ended.store(true, Ordering::Relaxed);
+    shared.fanout.close();
+}
+
+async fn packetize_items(shared: &StageShared, mut items: Subscription, max_packet: usize) {
+    let mut params = shared.info.clone();
     let mut tracks: Vec<RtpTrack> = shared
         .tracks
         .iter()
@@ -131,17 +146,36 @@ async fn run(shared: Arc<StageShared>, mut frames: Subscription, max_packet: usi
             next_seq: rand::random(),
         })
         .collect();
-    let video = info.video_track();
+    let video = shared.info.video_track();
     let mut pending: Vec<RtpPacket> = Vec::new();
     let mut out = Vec::new();
-    while let Some(frame) = frames.recv().await {
-        let Some(params) = info.tracks.get(frame.track).map(|t| &t.params) else {
+    while let Some(item) = items.recv().await {
+        let frame = match item {
+            Item::Params(p) => {
+                if !p.same_layout(&shared.info) {
+                    tracing::info!(
+                        "stream tracks changed to {}: closing its RTSP sessions",
+                        p.describe()
+                    );
+                    return;
+                }
+                params = p;
+                continue;
+            }
+            // The timeline runs on across a restart: nothing to do.
+            Item::Discontinuity => continue,
+            Item::Frame(f) => f,
+        };
+        let Some(track_params) = params.tracks.get(frame.track).map(|t| &t.params) else {
             continue;
         };
         let ts = shared.rtp_time(frame.track, frame.pts.max(0));
         let track = &mut tracks[frame.track];
-        match params {
-            TrackParams::H264(_) => h264::packetize(&frame.data, max_packet, ts, track, &mut out),
+        match track_params {
+            TrackParams::H264(p) => {
+                let au = with_parameter_sets(&frame.data, frame.key, p);
+                h264::packetize(&au, max_packet, ts, track, &mut out)
+            }
             TrackParams::Aac(_) => {
                 if !aac::packetize(&frame.data, max_packet, ts, track, &mut out) {
                     tracing::debug!(len = frame.data.len(), "AAC frame too large for one packet");
@@ -189,39 +223,55 @@ async fn run(shared: Arc<StageShared>, mut frames: Subscription, max_packet: usi
     }
 }
 
+/// A keyframe with the stream's SPS and PPS in front when it does not carry
+/// them itself: a client that joined with the SDP's parameter sets gets
+/// new ones in band before the first picture that needs them.
+fn with_parameter_sets(au: &Bytes, key: bool, p: &H264Params) -> Bytes {
+    if !key
+        || p.sps.is_empty()
+        || crate::media::h264::nal_units(au).any(|n| n.first().map(|b| b & 0x1f) == Some(NAL_SPS))
+    {
+        return au.clone();
+    }
+    let sets = length_prefixed([&p.sps[..], &p.pps[..]]);
+    let mut joined = BytesMut::with_capacity(sets.len() + au.len());
+    joined.extend_from_slice(&sets);
+    joined.extend_from_slice(au);
+    joined.freeze()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use bytes::Bytes;
 
     use super::*;
     use crate::media::aac::AacParams;
-    use crate::media::h264::{length_prefixed, H264Params};
-    use crate::media::{Frame, StreamInfo, TrackInfo};
+    use crate::media::{Frame, TrackInfo};
 
-    fn hub() -> (Arc<Hub>, SharedStreamInfo) {
+    fn tracks(sps_tail: u8) -> Vec<TrackInfo> {
+        vec![
+            TrackInfo {
+                params: TrackParams::H264(H264Params {
+                    sps: Bytes::from(vec![0x67, 0x42, 0xc0, sps_tail]),
+                    pps: Bytes::from_static(&[0x68, 0xce]),
+                    width: 16,
+                    height: 16,
+                }),
+                clock_rate: 90_000,
+            },
+            TrackInfo {
+                params: TrackParams::Aac(AacParams::lc(48_000, 1)),
+                clock_rate: 48_000,
+            },
+        ]
+    }
+
+    fn hub() -> Arc<Hub> {
         let hub = Arc::new(Hub::new("cam"));
-        hub.set_info(StreamInfo {
-            tracks: vec![
-                TrackInfo {
-                    params: TrackParams::H264(H264Params {
-                        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f]),
-                        pps: Bytes::from_static(&[0x68, 0xce]),
-                        width: 16,
-                        height: 16,
-                    }),
-                    clock_rate: 90_000,
-                },
-                TrackInfo {
-                    params: TrackParams::Aac(AacParams::lc(48_000, 1)),
-                    clock_rate: 48_000,
-                },
-            ],
-            epoch: Instant::now(),
-        });
-        let info = hub.info().unwrap();
-        (hub, info)
+        hub.publish_params(tracks(0x1f));
+        hub
     }
 
     fn video(pts: i64, key: bool, size: usize) -> Frame {
@@ -247,32 +297,43 @@ mod tests {
         }
     }
 
-    async fn next(r: &mut crate::hub::Reader<Arc<RtpBurst>>) -> Arc<RtpBurst> {
+    async fn next(r: &mut crate::hub::Reader<Arc<RtpBurst>>) -> Option<Arc<RtpBurst>> {
         tokio::time::timeout(Duration::from_secs(5), r.recv())
             .await
             .unwrap()
-            .unwrap()
+    }
+
+    fn nal_types(burst: &RtpBurst) -> Vec<u8> {
+        burst
+            .packets
+            .iter()
+            .filter(|p| p.track == 0)
+            .map(|p| rtp::parse(&p.data).unwrap().1[0] & 0x1f)
+            .collect()
     }
 
     #[tokio::test]
     async fn one_burst_per_video_frame_carries_the_audio_before_it() {
-        let (hub, info) = hub();
-        let stages = Stages::new(1400);
-        let stage = stages.get(&hub, &info);
+        let hub = hub();
+        let stages = Stages::default();
+        let stage = stages.get(&hub, 1400).unwrap();
         let mut a = stage.shared.fanout.subscribe();
         let mut b = stage.shared.fanout.subscribe();
         assert!(
-            Arc::ptr_eq(&stages.get(&hub, &info), &stage),
+            Arc::ptr_eq(&stages.get(&hub, 1400).unwrap(), &stage),
             "one stage per stream"
         );
-        hub.publish(video(0, true, 3000));
-        hub.publish(audio(960));
-        hub.publish(audio(1920));
-        hub.publish(video(3000, false, 100));
+        hub.publish_frame(video(0, true, 3000));
+        hub.publish_frame(audio(960));
+        hub.publish_frame(audio(1920));
+        hub.publish_frame(video(3000, false, 100));
 
-        let first = next(&mut a).await;
-        assert_eq!(first.packets.len(), 3, "a 3 kB IDR in 3 FU-A packets");
-        assert!(first.packets.iter().all(|p| p.track == 0));
+        let first = next(&mut a).await.unwrap();
+        assert_eq!(
+            nal_types(&first),
+            [7, 8, 28, 28, 28],
+            "SPS and PPS in band, then a 3 kB IDR in 3 FU-A packets"
+        );
         let (h, _) = rtp::parse(&first.packets[0].data).unwrap();
         assert_eq!(first.start[0].seq, h.seq);
         assert_eq!(first.start[0].rtptime, h.timestamp);
@@ -280,7 +341,7 @@ mod tests {
         // No audio yet: audio starts where the clock of this frame is.
         assert_eq!(first.start[1].rtptime, stage.shared.tracks[1].ts_base);
 
-        let second = next(&mut a).await;
+        let second = next(&mut a).await.unwrap();
         let tracks: Vec<usize> = second.packets.iter().map(|p| p.track).collect();
         assert_eq!(tracks, [1, 1, 0]);
         let (h, _) = rtp::parse(&second.packets[0].data).unwrap();
@@ -293,28 +354,78 @@ mod tests {
             stage.shared.tracks[1].ts_base.wrapping_add(960)
         );
         // Both readers get the very same packets.
-        let b1 = next(&mut b).await;
+        let b1 = next(&mut b).await.unwrap();
         assert!(Arc::ptr_eq(&b1, &first));
     }
 
     #[tokio::test]
     async fn a_late_session_starts_at_the_cached_keyframe_and_the_stage_stops_with_the_last() {
-        let (hub, info) = hub();
-        let stages = Stages::new(1400);
-        let stage = stages.get(&hub, &info);
+        let hub = hub();
+        let stages = Stages::default();
+        let stage = stages.get(&hub, 1400).unwrap();
         let mut early = stage.shared.fanout.subscribe();
-        hub.publish(video(0, true, 10));
-        hub.publish(video(3000, false, 10));
+        hub.publish_frame(video(0, true, 10));
+        hub.publish_frame(video(3000, false, 10));
         next(&mut early).await;
         next(&mut early).await;
         let mut late = stage.shared.fanout.subscribe();
-        let cached = next(&mut late).await;
-        let (h, payload) = rtp::parse(&cached.packets[0].data).unwrap();
-        assert_eq!(payload[0] & 0x1f, 5, "starts on the IDR");
+        let cached = next(&mut late).await.unwrap();
+        assert_eq!(nal_types(&cached), [7, 8, 5], "starts on the IDR");
+        let (h, _) = rtp::parse(&cached.packets[0].data).unwrap();
         assert_eq!(h.timestamp, stage.shared.tracks[0].ts_base);
         assert_eq!(hub.reader_count(), 1);
         drop(stage);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(hub.reader_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn across_a_restart_numbers_run_on_and_new_parameter_sets_go_in_band() {
+        let hub = hub();
+        let stages = Stages::default();
+        let stage = stages.get(&hub, 1400).unwrap();
+        let mut r = stage.shared.fanout.subscribe();
+        hub.publish_frame(video(0, true, 10));
+        hub.publish_frame(video(3000, false, 10));
+        hub.publish_discontinuity();
+        hub.publish_params(tracks(0x28));
+        hub.publish_frame(video(90_000, true, 10));
+        let mut last = None;
+        let mut bursts = Vec::new();
+        for _ in 0..3 {
+            let b = next(&mut r).await.unwrap();
+            for p in &b.packets {
+                let (h, _) = rtp::parse(&p.data).unwrap();
+                if let Some((seq, ts)) = last {
+                    assert_eq!(h.seq, u16::wrapping_add(seq, 1), "no sequence gap");
+                    assert!(
+                        h.timestamp.wrapping_sub(ts) < 1 << 31,
+                        "time never goes back"
+                    );
+                }
+                last = Some((h.seq, h.timestamp));
+            }
+            bursts.push(b);
+        }
+        let after = &bursts[2];
+        let (_, sps) = rtp::parse(&after.packets[0].data).unwrap();
+        assert_eq!(sps, &[0x67, 0x42, 0xc0, 0x28], "the new SPS");
+        assert!(Arc::ptr_eq(&stages.get(&hub, 1400).unwrap(), &stage));
+    }
+
+    #[tokio::test]
+    async fn a_new_track_layout_ends_the_stage_and_its_sessions() {
+        let hub = hub();
+        let stages = Stages::default();
+        let stage = stages.get(&hub, 1400).unwrap();
+        let mut r = stage.shared.fanout.subscribe();
+        hub.publish_frame(video(0, true, 10));
+        hub.publish_params(tracks(0x1f)[..1].to_vec());
+        hub.publish_frame(video(3000, true, 10));
+        assert!(next(&mut r).await.is_some());
+        assert!(next(&mut r).await.is_none(), "the session's reader ends");
+        let fresh = stages.get(&hub, 1400).unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &stage));
+        assert_eq!(fresh.shared.tracks.len(), 1);
     }
 }

@@ -1,59 +1,97 @@
 //! The built-in test source: the test pattern encoded to H.264 and a tone
 //! encoded to AAC-LC, paced in real time on the monotonic clock. Encoding
 //! runs on two threads of its own so that it never stalls the reactor.
+//!
+//! Test hook: when `STREAMSWITCH_TEST_SOURCE_FAIL_FILE` names a file that
+//! exists, the source fails (at start and within a second while running),
+//! so that tests can exercise restarts without an external program.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use streamswitch_hal::{AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, I420Image};
-use tokio::sync::watch;
 
 use super::pattern::Pattern;
+use super::{Sink, Source, SourceFuture};
 use crate::config::TestSourceConfig;
-use crate::hub::Hub;
 use crate::media::aac::AacParams;
 use crate::media::h264::{self, H264Params};
-use crate::media::{ticks_since, Frame, StreamInfo, TrackInfo, TrackParams};
+use crate::media::{ticks_since, Frame, TrackInfo, TrackParams};
 
 pub const AUDIO_RATE: u32 = 48_000;
 const TONE_HZ: f32 = 1000.0;
 const AUDIO_BITRATE: u32 = 64_000;
+const FAIL_HOOK_ENV: &str = "STREAMSWITCH_TEST_SOURCE_FAIL_FILE";
 
-/// Runs until `shutdown` turns true or an encoder fails.
-pub async fn run(
-    hub: Arc<Hub>,
+pub struct TestSource {
     config: TestSourceConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<()> {
+    fail_hook: Option<PathBuf>,
+}
+
+impl TestSource {
+    pub fn new(config: TestSourceConfig) -> Self {
+        Self {
+            config,
+            fail_hook: std::env::var_os(FAIL_HOOK_ENV).map(PathBuf::from),
+        }
+    }
+}
+
+impl Source for TestSource {
+    fn run<'a>(&'a self, sink: &'a Sink) -> SourceFuture<'a> {
+        Box::pin(run(sink, &self.config, self.fail_hook.clone()))
+    }
+}
+
+/// Runs until the sink is cancelled or an encoder fails.
+async fn run(sink: &Sink, config: &TestSourceConfig, fail_hook: Option<PathBuf>) -> Result<()> {
+    check_hook(fail_hook.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Result<()>>(2);
     let threads = {
-        let (hub, stop, done) = (hub.clone(), stop.clone(), done_tx.clone());
+        let (sink, stop, done, config) =
+            (sink.clone(), stop.clone(), done_tx.clone(), config.clone());
         thread::Builder::new()
-            .name(format!("test-src-{}", hub.name()))
+            .name(format!("test-src-{}", sink.stream()))
             .spawn(move || {
-                let r = produce(&hub, &config, &stop);
+                let r = produce(&sink, &config, &stop);
                 let _ = done.blocking_send(r);
             })
             .context("starting the test source thread")?
     };
     drop(done_tx);
-    let result = tokio::select! {
-        r = done_rx.recv() => r.unwrap_or(Ok(())),
-        _ = shutdown.wait_for(|s| *s) => Ok(()),
+    let mut hook_tick = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            r = done_rx.recv() => break r.unwrap_or(Ok(())),
+            _ = sink.cancelled() => break Ok(()),
+            _ = hook_tick.tick() => if let Err(e) = check_hook(fail_hook.as_ref()) {
+                break Err(e);
+            },
+        }
     };
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || threads.join()).await;
     result
 }
 
+fn check_hook(hook: Option<&PathBuf>) -> Result<()> {
+    match hook {
+        Some(path) if path.exists() => {
+            bail!("forced failure (test hook: {} exists)", path.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Sets up both encoders, announces the tracks and runs the video loop on
 /// this thread and the audio loop on another.
-fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) -> Result<()> {
+fn produce(sink: &Sink, config: &TestSourceConfig, stop: &Arc<AtomicBool>) -> Result<()> {
     let keyframe_interval = ((config.fps as f64 * config.keyframe_seconds).round() as u32).max(1);
     let mut video = H264Encoder::new(H264EncoderConfig {
         width: config.width,
@@ -63,13 +101,18 @@ fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) ->
         keyframe_interval,
     })?;
     let mut pattern = Pattern::new(config.width, config.height);
-    let epoch = Instant::now();
+    let epoch = sink.epoch();
+    let frame_time = Duration::from_secs(1) / config.fps;
+    // Frames are numbered on the stream's timeline, so that the burnt-in
+    // counter and the timestamps run on across restarts.
+    let mut n = (epoch.elapsed().as_nanos() / frame_time.as_nanos()) as u64 + 1;
+    let captured = epoch + frame_time * n as u32;
 
     // The first picture is an IDR and carries the parameter sets.
     let first = video.encode(&I420Image {
         width: config.width,
         height: config.height,
-        data: pattern.draw(0),
+        data: pattern.draw(n),
     })?;
     let sps = find_nal(&first.nals, h264::NAL_SPS).ok_or_else(|| anyhow!("encoder gave no SPS"))?;
     let pps = find_nal(&first.nals, h264::NAL_PPS).ok_or_else(|| anyhow!("encoder gave no PPS"))?;
@@ -94,19 +137,25 @@ fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) ->
             params: TrackParams::Aac(params),
             clock_rate: AUDIO_RATE,
         });
-        let (hub, stop) = (hub.clone(), stop.clone());
+        let (sink, stop) = (sink.clone(), stop.clone());
+        sink.params(tracks);
         Some(
             thread::Builder::new()
-                .name(format!("test-aac-{}", hub.name()))
-                .spawn(move || audio_loop(&hub, encoder, epoch, &stop))
+                .name(format!("test-aac-{}", sink.stream()))
+                .spawn(move || audio_loop(&sink, encoder, epoch, &stop))
                 .context("starting the test audio thread")?,
         )
     } else {
+        sink.params(tracks);
         None
     };
-    hub.set_info(StreamInfo { tracks, epoch });
-    hub.publish(video_frame(&first.nals, true, 0));
-    let result = video_loop(hub, &mut video, &mut pattern, config, epoch, stop);
+    sink.frame(video_frame(
+        &first.nals,
+        true,
+        ticks_since(epoch, captured, 90_000),
+    ));
+    n += 1;
+    let result = video_loop(sink, &mut video, &mut pattern, config, n, stop);
     stop.store(true, Ordering::Relaxed);
     if let Some(t) = audio_thread {
         t.join()
@@ -116,15 +165,15 @@ fn produce(hub: &Arc<Hub>, config: &TestSourceConfig, stop: &Arc<AtomicBool>) ->
 }
 
 fn video_loop(
-    hub: &Hub,
+    sink: &Sink,
     encoder: &mut H264Encoder,
     pattern: &mut Pattern,
     config: &TestSourceConfig,
-    epoch: Instant,
+    mut n: u64,
     stop: &AtomicBool,
 ) -> Result<()> {
+    let epoch = sink.epoch();
     let frame_time = Duration::from_secs(1) / config.fps;
-    let mut n: u64 = 1;
     while !stop.load(Ordering::Relaxed) {
         let due = epoch + frame_time * n as u32;
         let now = Instant::now();
@@ -140,6 +189,9 @@ fn video_loop(
         // time the encoder gets to it (late after a slow first encode)
         // must not make the timestamps jitter.
         let captured = due;
+        if sink.keyframe_requested() {
+            encoder.force_keyframe();
+        }
         let picture = encoder.encode(&I420Image {
             width: config.width,
             height: config.height,
@@ -150,12 +202,17 @@ fn video_loop(
             continue;
         }
         let pts = ticks_since(epoch, captured, 90_000);
-        hub.publish(video_frame(&picture.nals, picture.keyframe, pts));
+        sink.frame(video_frame(&picture.nals, picture.keyframe, pts));
     }
     Ok(())
 }
 
-fn audio_loop(hub: &Hub, mut encoder: AacEncoder, epoch: Instant, stop: &AtomicBool) -> Result<()> {
+fn audio_loop(
+    sink: &Sink,
+    mut encoder: AacEncoder,
+    epoch: Instant,
+    stop: &AtomicBool,
+) -> Result<()> {
     let samples = encoder.frame_samples();
     let start = ticks_since(epoch, Instant::now(), AUDIO_RATE);
     let mut pcm = vec![0i16; samples];
@@ -181,7 +238,7 @@ fn audio_loop(hub: &Hub, mut encoder: AacEncoder, epoch: Instant, stop: &AtomicB
         if au.is_empty() {
             continue;
         }
-        hub.publish(Frame {
+        sink.frame(Frame {
             track: 1,
             pts: start + written,
             dts: start + written,

@@ -14,10 +14,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use crate::app::AppContext;
-use crate::hls::names::{self, Resource};
-use crate::hls::window::{PartState, Window};
-use crate::hls::{playlist, Muxer};
+use super::names::{self, Resource};
+use super::window::{PartState, Window};
+use super::{playlist, Hls, Muxer};
 
 /// How long a playlist request waits for a new muxer's first segment.
 const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(12);
@@ -28,19 +27,20 @@ const PLAYLIST_CACHE: &str = "no-cache";
 /// Segment and part URIs never name other bytes (see `hls::MSN_CLOCK_MS`).
 const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
 
-pub fn routes() -> Router<Arc<AppContext>> {
-    Router::new().route("/{stream}/{file}", get(serve))
+pub fn routes<S: Clone + Send + Sync + 'static>(hls: Arc<Hls>) -> Router<S> {
+    Router::new()
+        .route("/{stream}/{file}", get(serve))
+        .with_state(hls)
 }
 
 async fn serve(
-    State(ctx): State<Arc<AppContext>>,
+    State(hls): State<Arc<Hls>>,
     Path((stream, file)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(resource) = names::parse(&file) else {
         return not_found();
     };
-    let hls = &ctx.hls;
     let muxer = match resource {
         Resource::Playlist => hls.start(&stream),
         _ => hls.running(&stream),
@@ -50,8 +50,8 @@ async fn serve(
     };
     match resource {
         Resource::Playlist => playlist_response(&muxer, &query).await,
-        Resource::Init => {
-            let init = muxer.read(|w| w.init().clone());
+        Resource::Init(id) => {
+            let init = muxer.read(|w| w.init(id).cloned()).flatten();
             init.map_or_else(not_found, |b| media(b, "no-cache"))
         }
         Resource::Segment(msn) => {

@@ -1,7 +1,6 @@
 //! Recordings over HTTP:
 //! - `GET /api/recordings?stream=&from=&to=`: closed files, oldest first;
 //! - `GET /api/recordings/status`: every recorder's status;
-//! - `POST /api/recordings/{stream}/start|stop`: run-time control;
 //! - `GET /recordings/{stream}/{day}/{file}.mp4`: the file, with Range.
 //!
 //! Only names this agent makes are served (stream name, `YYYY-MM-DD`,
@@ -17,22 +16,21 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::app::AppContext;
-use crate::record::{paths, retention, RecorderStatus};
+use super::{paths, retention, RecorderStatus, Recorders};
 
-pub fn routes() -> Router<Arc<AppContext>> {
+/// Start and stop are commands of the stream manager (`http::api`).
+pub fn routes<S: Clone + Send + Sync + 'static>(recorders: Arc<Recorders>) -> Router<S> {
     Router::new()
         .route("/api/recordings", get(list))
         .route("/api/recordings/status", get(statuses))
-        .route("/api/recordings/{stream}/start", post(start))
-        .route("/api/recordings/{stream}/stop", post(stop))
         .route("/recordings/{stream}/{day}/{file}", get(serve_file))
+        .with_state(recorders)
 }
 
 #[derive(Deserialize)]
@@ -61,12 +59,12 @@ fn parse_time(what: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, S
         .transpose()
 }
 
-async fn list(State(ctx): State<Arc<AppContext>>, Query(q): Query<ListQuery>) -> Response {
+async fn list(State(recorders): State<Arc<Recorders>>, Query(q): Query<ListQuery>) -> Response {
     let (from, to) = match (parse_time("from", &q.from), parse_time("to", &q.to)) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(msg), _) | (_, Err(msg)) => return (StatusCode::BAD_REQUEST, msg).into_response(),
     };
-    let root = ctx.recorders.root().clone();
+    let root = recorders.root().clone();
     let found = tokio::task::spawn_blocking(move || {
         retention::list(&root)
             .into_iter()
@@ -105,28 +103,8 @@ fn read_duration(path: &Path) -> Option<std::time::Duration> {
     crate::fmp4::declared_duration(&prefix)
 }
 
-async fn statuses(State(ctx): State<Arc<AppContext>>) -> Json<Vec<RecorderStatus>> {
-    Json(ctx.recorders.statuses())
-}
-
-async fn start(State(ctx): State<Arc<AppContext>>, UrlPath(stream): UrlPath<String>) -> Response {
-    control(&ctx, &stream, true)
-}
-
-async fn stop(State(ctx): State<Arc<AppContext>>, UrlPath(stream): UrlPath<String>) -> Response {
-    control(&ctx, &stream, false)
-}
-
-fn control(ctx: &AppContext, stream: &str, on: bool) -> Response {
-    let r = if on {
-        ctx.recorders.start_recording(stream)
-    } else {
-        ctx.recorders.stop_recording(stream)
-    };
-    match r {
-        Ok(()) => Json(ctx.recorders.status(stream)).into_response(),
-        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-    }
+async fn statuses(State(recorders): State<Arc<Recorders>>) -> Json<Vec<RecorderStatus>> {
+    Json(recorders.statuses())
 }
 
 /// The file a URL names, or `None` when it is not one this agent serves.
@@ -191,11 +169,11 @@ pub(crate) fn parse_range(value: Option<&str>, len: u64) -> Result<Option<(u64, 
 }
 
 async fn serve_file(
-    State(ctx): State<Arc<AppContext>>,
+    State(recorders): State<Arc<Recorders>>,
     UrlPath((stream, day, file)): UrlPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let root = ctx.recorders.root().clone();
+    let root = recorders.root().clone();
     let resolved = tokio::task::spawn_blocking(move || resolve(&root, &stream, &day, &file)).await;
     let Ok(Some(path)) = resolved else {
         return StatusCode::NOT_FOUND.into_response();
