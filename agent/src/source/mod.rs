@@ -2,6 +2,7 @@
 //! a source that fails is restarted with backoff, and the hub reports no
 //! stream meanwhile. Sources never know who listens.
 
+pub mod exec_process;
 mod pattern;
 pub mod test;
 
