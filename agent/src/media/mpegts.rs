@@ -721,6 +721,9 @@ impl TimestampUnwrapper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::aac::AacParams;
+    use crate::media::annexb::{AccessUnit, AccessUnitAssembler, AnnexBSplitter, VideoCodec};
+    use crate::media::{adts, h264, h265};
 
     /// Builds TS packets for tests.
     #[derive(Default)]
@@ -981,6 +984,89 @@ mod tests {
             streams,
             [(0x100, StreamKind::H264), (0x101, StreamKind::Aac)]
         );
+    }
+
+    /// Runs ffmpeg for an MPEG-TS of 0.4 s: 10 video frames, and AAC; `None`
+    /// (the test is skipped) where ffmpeg is not installed.
+    fn ffmpeg_ts(video: &[&str], size: &str, audio: &[&str]) -> Option<Vec<u8>> {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc=size={size}:rate=25"))
+            .args(["-f", "lavfi", "-i", "sine=sample_rate=48000"])
+            .args(["-t", "0.4", "-pix_fmt", "yuv420p"])
+            .args(video)
+            .args(audio)
+            .args(["-f", "mpegts", "-"])
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(out.stdout),
+            Ok(out) => panic!("ffmpeg: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => {
+                eprintln!("skipped: no ffmpeg ({e})");
+                None
+            }
+        }
+    }
+
+    /// The whole pure pipeline of the exec source on what ffmpeg writes:
+    /// TS to PES, PES to access units and AAC frames, SPS to picture size.
+    fn pipeline(ts: &[u8], codec: VideoCodec) -> (Vec<AccessUnit>, Vec<adts::AdtsFrame>) {
+        let mut demuxer = TsDemuxer::new();
+        let mut all = Vec::new();
+        for chunk in ts.chunks(1000) {
+            all.extend(demuxer.push(chunk));
+        }
+        all.extend(demuxer.flush());
+        assert_eq!(
+            demuxer.stats().continuity_errors + demuxer.stats().other_errors,
+            0
+        );
+        let (mut aus, mut frames) = (Vec::new(), Vec::new());
+        let mut assembler = AccessUnitAssembler::new(codec);
+        let mut unwrapper = TimestampUnwrapper::new();
+        let mut last_dts = None;
+        for pes in all.into_iter().map(Result::unwrap) {
+            if pes.kind == StreamKind::Aac {
+                frames.extend(adts::frames(&pes.payload).map(Result::unwrap));
+                continue;
+            }
+            let dts = unwrapper.extend(pes.dts.or(pes.pts).unwrap());
+            assert!(last_dts < Some(dts));
+            last_dts = Some(dts);
+            let mut splitter = AnnexBSplitter::new();
+            splitter.push(&pes.payload);
+            while let Some(nal) = splitter.next_nal() {
+                aus.extend(assembler.push(nal));
+            }
+            aus.extend(splitter.finish().and_then(|nal| assembler.push(nal)));
+        }
+        aus.extend(assembler.flush());
+        (aus, frames)
+    }
+
+    #[test]
+    fn demuxes_what_ffmpeg_writes() {
+        let h264 = ["-c:v", "libx264", "-bf", "2"];
+        let aac = ["-c:a", "aac", "-ac", "1"];
+        if let Some(ts) = ffmpeg_ts(&h264, "1920x1080", &aac) {
+            let (aus, frames) = pipeline(&ts, VideoCodec::H264);
+            assert_eq!(aus.len(), 10);
+            assert!(aus[0].key && !aus[1].key);
+            let sps = aus[0].sps.as_ref().expect("an SPS in the keyframe");
+            assert_eq!(h264::sps_size(sps), Some((1920, 1080)));
+            assert_eq!(frames.len(), 20);
+            assert_eq!(frames[0].header.params(), AacParams::lc(48_000, 1));
+        }
+        let h265 = ["-c:v", "libx265", "-x265-params", "log-level=error"];
+        let aac = ["-c:a", "aac", "-ac", "2", "-ar", "44100"];
+        if let Some(ts) = ffmpeg_ts(&h265, "320x240", &aac) {
+            let (aus, frames) = pipeline(&ts, VideoCodec::H265);
+            assert_eq!(aus.len(), 10);
+            assert!(aus[0].key && aus[0].vps.is_some() && aus[0].pps.is_some());
+            let sps = aus[0].sps.as_ref().expect("an SPS in the keyframe");
+            assert_eq!(h265::sps_size(sps), Some((320, 240)));
+            assert_eq!(frames[0].header.params(), AacParams::lc(44_100, 2));
+        }
     }
 
     #[test]
