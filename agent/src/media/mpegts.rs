@@ -880,6 +880,21 @@ mod tests {
     }
 
     #[test]
+    fn any_damaged_byte_is_survived() {
+        let ts = stream();
+        for i in 0..ts.len() {
+            for flip in [0xff, 0x40, 0x01] {
+                let mut damaged = ts.clone();
+                damaged[i] ^= flip;
+                let (out, _) = demux_chunks(&[&damaged]);
+                for pes in out.into_iter().flatten() {
+                    adts::frames(&pes.payload).for_each(drop);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn resyncs_after_garbage() {
         let ts = stream();
         let mut damaged = vec![0x47, 1, 2, 3, 0x47];
