@@ -19,7 +19,7 @@ pub use edit::JSON_SOURCE;
 pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
 pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
-pub use source::{SourceConfig, TestSourceConfig};
+pub use source::{ExecFormat, ExecSourceConfig, SourceConfig, TestSourceConfig};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -214,7 +214,9 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
         assert_eq!(c.streams.len(), 1);
         assert_eq!(c.rtsp.listen.port(), 8554);
-        let SourceConfig::Test(t) = &c.streams[0].source;
+        let SourceConfig::Test(t) = &c.streams[0].source else {
+            panic!("not a test source");
+        };
         assert_eq!((t.width, t.height, t.fps), (1280, 720, 30));
     }
 
@@ -247,6 +249,31 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let e = err(&text);
         assert_eq!(e.key.as_deref(), Some("stream[1].name"));
         assert_eq!(e.line, Some(17));
+    }
+
+    #[test]
+    fn each_source_kind_takes_only_its_own_keys() {
+        let exec = GOOD.replace(
+            "source = { kind = \"test\", width = 1280, height = 720, fps = 30, bitrate_kbps = 2000, audio = true }",
+            "source = { kind = \"exec\", command = [\"ffmpeg\", \"-i\", \"x\"], stall_seconds = 3 }",
+        );
+        let c = Config::parse(&exec, Path::new("x.toml")).unwrap();
+        let SourceConfig::Exec(e) = &c.streams[0].source else {
+            panic!("not an exec source");
+        };
+        assert_eq!(e.format, ExecFormat::Mpegts);
+        assert_eq!(e.stall_seconds, 3);
+        let e = err(&exec.replace("stall_seconds = 3", "width = 640"));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.width"));
+        assert_eq!(e.line, Some(14));
+        assert!(e.message.contains("`exec` source"), "{}", e.message);
+        let e = err(&GOOD.replace("audio = true", "audio = true, command = [\"x\"]"));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.command"));
+        let e = err(&exec.replace("stall_seconds = 3", "format = \"h264\""));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.fps"));
+        let e = err(&exec.replace("stall_seconds = 3", "format = \"avi\""));
+        assert_eq!(e.key.as_deref(), Some("format"));
+        assert_eq!(e.line, Some(14));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! key. Which keys a kind takes is then checked by [`SourceConfig::validate`],
 //! so a key of another kind is refused with its place in the file too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -18,18 +18,22 @@ use super::Invalid;
 pub enum SourceConfig {
     /// The built-in test pattern and tone.
     Test(TestSourceConfig),
+    /// Any program that writes a stream to its stdout.
+    Exec(ExecSourceConfig),
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Test,
+    Exec,
 }
 
 impl SourceKind {
     fn as_str(self) -> &'static str {
         match self {
             SourceKind::Test => "test",
+            SourceKind::Exec => "exec",
         }
     }
 
@@ -44,6 +48,7 @@ impl SourceKind {
                 "audio",
                 "keyframe_seconds",
             ],
+            SourceKind::Exec => &["command", "format", "fps", "stall_seconds", "env"],
         }
     }
 }
@@ -59,6 +64,10 @@ pub struct SourceSpec {
     bitrate_kbps: Option<u32>,
     audio: Option<bool>,
     keyframe_seconds: Option<f64>,
+    command: Option<Vec<String>>,
+    format: Option<ExecFormat>,
+    stall_seconds: Option<u32>,
+    env: Option<BTreeMap<String, String>>,
 }
 
 impl SourceSpec {
@@ -71,6 +80,10 @@ impl SourceSpec {
             ("bitrate_kbps", self.bitrate_kbps.is_some()),
             ("audio", self.audio.is_some()),
             ("keyframe_seconds", self.keyframe_seconds.is_some()),
+            ("command", self.command.is_some()),
+            ("format", self.format.is_some()),
+            ("stall_seconds", self.stall_seconds.is_some()),
+            ("env", self.env.is_some()),
         ];
         present
             .into_iter()
@@ -100,6 +113,14 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
                 foreign,
             })),
+            SourceKind::Exec => Ok(SourceConfig::Exec(ExecSourceConfig {
+                command: s.command.unwrap_or_default(),
+                format: s.format.unwrap_or(ExecFormat::Mpegts),
+                fps: s.fps,
+                stall_seconds: s.stall_seconds.unwrap_or(5),
+                env: s.env.unwrap_or_default(),
+                foreign,
+            })),
         }
     }
 }
@@ -117,6 +138,11 @@ impl Serialize for SourceConfig {
         match self {
             SourceConfig::Test(c) => Tagged {
                 kind: SourceKind::Test,
+                config: c,
+            }
+            .serialize(serializer),
+            SourceConfig::Exec(c) => Tagged {
+                kind: SourceKind::Exec,
                 config: c,
             }
             .serialize(serializer),
@@ -138,16 +164,69 @@ pub struct TestSourceConfig {
     foreign: Option<String>,
 }
 
+/// What the exec source's program writes to its stdout.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecFormat {
+    /// MPEG-TS with H.264 video and/or AAC (ADTS) audio.
+    Mpegts,
+    /// Raw H.264 Annex B, paced at `fps`.
+    H264,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ExecSourceConfig {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    pub format: ExecFormat,
+    /// Frame rate of a raw `h264` stream (required there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    /// No frame for this long restarts the program.
+    pub stall_seconds: u32,
+    /// Added to the agent's environment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip)]
+    foreign: Option<String>,
+}
+
+impl ExecSourceConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.command.first().is_none_or(|c| c.is_empty()) {
+            return Err((
+                "command".into(),
+                "must name a program: [\"prog\", \"arg\", ...]".into(),
+            ));
+        }
+        match (self.format, self.fps) {
+            (ExecFormat::H264, None) => {
+                return Err(("fps".into(), "is required with format = \"h264\"".into()))
+            }
+            (_, Some(fps)) if !(1..=120).contains(&fps) => {
+                return Err(("fps".into(), "must be 1 to 120".into()))
+            }
+            _ => {}
+        }
+        if !(1..=600).contains(&self.stall_seconds) {
+            return Err(("stall_seconds".into(), "must be 1 to 600".into()));
+        }
+        Ok(())
+    }
+}
+
 impl SourceConfig {
     pub fn kind(&self) -> SourceKind {
         match self {
             SourceConfig::Test(_) => SourceKind::Test,
+            SourceConfig::Exec(_) => SourceKind::Exec,
         }
     }
 
     fn foreign_key(&self) -> Option<&str> {
         match self {
             SourceConfig::Test(c) => c.foreign.as_deref(),
+            SourceConfig::Exec(c) => c.foreign.as_deref(),
         }
     }
 
@@ -165,6 +244,7 @@ impl SourceConfig {
         }
         match self {
             SourceConfig::Test(t) => t.validate(),
+            SourceConfig::Exec(e) => e.validate(),
         }
     }
 }

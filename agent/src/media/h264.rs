@@ -1,6 +1,8 @@
 //! H.264 helpers: NAL unit framing and the parameters a track needs.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use h264_reader::nal::sps::SeqParameterSet;
+use h264_reader::rbsp::BitReader;
 
 pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
@@ -21,6 +23,22 @@ impl H264Params {
     pub fn profile_level_id(&self) -> Option<[u8; 3]> {
         Some([*self.sps.get(1)?, *self.sps.get(2)?, *self.sps.get(3)?])
     }
+}
+
+/// The picture size an SPS NAL unit (with its header byte, with
+/// emulation-prevention bytes) describes, after frame cropping. `None` when
+/// it is not an SPS or does not parse.
+///
+/// The parsing is h264-reader's: it handles every profile's
+/// chroma_format_idc branch, scaling lists and field coding.
+pub fn sps_size(sps: &[u8]) -> Option<(u32, u32)> {
+    let (&header, rest) = sps.split_first()?;
+    if header & 0x1f != NAL_SPS {
+        return None;
+    }
+    let rbsp = unescape_rbsp(rest);
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).ok()?;
+    sps.pixel_dimensions().ok()
 }
 
 /// Joins NAL units into one access unit with 4-byte big-endian lengths.
@@ -82,6 +100,66 @@ mod tests {
         );
         let truncated = au.slice(..au.len() - 1);
         assert_eq!(nal_units(&truncated).count(), 1);
+    }
+
+    fn sps(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// SPSs that ffmpeg's libx264 wrote (high profile unless said otherwise).
+    #[test]
+    fn sps_sizes_of_libx264_streams() {
+        let cases = [
+            (
+                "6764000dacd94141fb011000000300100000030320f1429960",
+                (320, 240),
+            ),
+            (
+                "6764001facd9405005bb011000000300100000030320f1831960",
+                (1280, 720),
+            ),
+            // 1088 lines coded, 8 cropped.
+            (
+                "67640028acd940780227e5c044000003000400000300c83c60c658",
+                (1920, 1080),
+            ),
+            // Baseline, 368 lines coded.
+            (
+                "6742c01ed900a02ff97011000003000100000300320f162e48",
+                (640, 360),
+            ),
+            // High 4:2:2 with a scaling matrix: cropping in 4:2:2 units.
+            (
+                "677a0028bcd940780227e27011000003000100000300320f183196",
+                (1920, 1080),
+            ),
+            // Interlaced (frame_mbs_only_flag 0): cropping in field pairs.
+            (
+                "67640028acd94078044fde0220000003002000000643e2c5b2c0",
+                (1920, 1080),
+            ),
+        ];
+        for (hex, size) in cases {
+            assert_eq!(sps_size(&sps(hex)), Some(size), "{hex}");
+        }
+    }
+
+    #[test]
+    fn sps_size_rejects_garbage() {
+        assert_eq!(sps_size(&[]), None);
+        assert_eq!(sps_size(&[0x67]), None);
+        assert_eq!(sps_size(&[0x68, 0xce, 0x3c, 0x80]), None);
+        assert_eq!(
+            sps_size(&[0x67, 0x64, 0, 0x28, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+        let good = sps("67640028acd940780227e5c044000003000400000300c83c60c658");
+        for len in 0..good.len() - 1 {
+            assert_eq!(sps_size(&good[..len]), None, "truncated to {len}");
+        }
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! from the stream's epoch on the monotonic clock (see [`StreamInfo`]).
 
 pub mod aac;
+pub mod adts;
+pub mod annexb;
 pub mod h264;
+pub mod h265;
+pub mod mpegts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 //! Sources never know who listens.
 
 mod backoff;
+pub mod exec;
 mod pattern;
 pub mod test;
 
@@ -37,6 +38,7 @@ pub trait Source: Send + Sync {
 pub fn build(config: &SourceConfig) -> Box<dyn Source> {
     match config {
         SourceConfig::Test(c) => Box::new(test::TestSource::new(c.clone())),
+        SourceConfig::Exec(c) => Box::new(exec::ExecSource::new(c.clone())),
     }
 }
 
