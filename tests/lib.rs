@@ -48,6 +48,23 @@ pub fn test_stream(name: &str, width: u32, height: u32, fps: u32) -> String {
     )
 }
 
+/// An exec stream fed by ffmpeg: `testsrc2` at `size` (`WxH`, or shell
+/// text such as `$(cat /path)`, the command runs through `sh`) and `fps`
+/// with a 1 kHz tone, H.264 (1 s GOP) + AAC in MPEG-TS on stdout.
+pub fn exec_stream(name: &str, size: &str, fps: u32) -> String {
+    let ffmpeg = format!(
+        "exec ffmpeg -hide_banner -loglevel error -re \
+         -f lavfi -i testsrc2=size={size}:rate={fps} \
+         -f lavfi -i sine=frequency=1000:sample_rate=48000 \
+         -c:v libx264 -preset ultrafast -tune zerolatency -g {fps} -pix_fmt yuv420p \
+         -c:a aac -b:a 64k -f mpegts -"
+    );
+    format!(
+        "[[stream]]\nname = \"{name}\"\nsource = {{ kind = \"exec\", command = [\"sh\", \"-c\", {:?}] }}\n",
+        ffmpeg.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
 /// A running agent. Killed (SIGKILL) on drop if still running.
 pub struct Agent {
     child: Option<Child>,
@@ -56,6 +73,8 @@ pub struct Agent {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// Extra environment of the agent process (test hooks).
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -78,6 +97,17 @@ impl Agent {
     /// Ports are free when picked, but another test may take one before the
     /// agent binds it: then the agent exits and starts again on new ports.
     pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
+        Self::start_full(dir, rtsp, extra, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables (test hooks
+    /// such as `STREAMSWITCH_TEST_SOURCE_FAIL_FILE`).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_full(dir, "", extra, env)
+    }
+
+    fn start_full(dir: tempfile::TempDir, rtsp: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
         let config_path = dir.path().join("agent.toml");
         let mut agent = Agent {
             child: None,
@@ -86,6 +116,10 @@ impl Agent {
             dir,
             config_path,
             log: Arc::default(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for _ in 0..3 {
             [agent.rtsp_port, agent.http_port] = free_ports();
@@ -155,6 +189,7 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("AGENT_LOG").unwrap_or_else(|_| "info".into()),
@@ -193,6 +228,37 @@ impl Agent {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// The agent's child processes (exec sources), by pid.
+    pub fn children(&self) -> Vec<u32> {
+        let me = self.pid();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split
+            // after its closing parenthesis.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(me) {
+                out.push(pid);
+            }
+        }
+        out
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,7 +2,7 @@
 // downloaded one) and prints what it saw as one JSON object on stdout; the
 // Rust test tests/tests/web_ui.rs decides what passes.
 //
-//   node web_ui.mjs <base-url> <screenshot.png> [--stream NAME] [--recordings]
+//   node web_ui.mjs <base-url> <screenshot.png> [--stream NAME] [--recordings] [--buttons]
 //
 // 1. The page at <base-url>/: the streams it lists, the live player's
 //    currentTime over 5 s, any script errors; a screenshot.
@@ -10,6 +10,8 @@
 //    involved) playing the stream's LL-HLS playlist with this harness's own
 //    hls.js from node_modules: currentTime over 5 s and hls.latency.
 // 3. With --recordings: the page's recordings list, and playback of one file.
+// 4. With --buttons: the card's stream and recording buttons, clicked in
+//    turn, and what the card shows after each click.
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,6 +28,7 @@ if (!base || !screenshotPath) {
 }
 const streamName = args.includes("--stream") ? args[args.indexOf("--stream") + 1] : "cam";
 const checkRecordings = args.includes("--recordings");
+const checkButtons = args.includes("--buttons");
 
 const WAIT_MS = 20_000;
 const result = { base, stream: streamName, page: {}, bare: {}, errors: [] };
@@ -89,6 +92,31 @@ async function pageSteps(page) {
   result.page.status_tiles = await page.$$eval(".tile", (tiles) => tiles.map((t) => t.innerText.replace(/\s+/g, " ").trim()));
   result.page.latency_shown = await page.$eval(`${card} .facts`, (f) => f.innerText);
   if (checkRecordings) await checkPageRecordings(page);
+  if (checkButtons) await checkPageButtons(page, card);
+}
+
+/** Clicks the card's buttons: stop and start the stream, start and stop recording. */
+async function checkPageButtons(page, card) {
+  const steps = [];
+  result.page.buttons = steps;
+  const click = async (action, expect) => {
+    const button = `${card} button[data-action="${action}"]`;
+    const label = await page.$eval(button, (b) => b.textContent);
+    await page.click(button);
+    await page.waitForFunction(expect, card, { timeout: WAIT_MS });
+    steps.push({
+      clicked: label,
+      state: await page.$eval(card, (c) => c.dataset.state),
+      badge: await page.$eval(`${card} .badge:not(.badge-rec)`, (b) => b.textContent),
+      rec_shown: await page.$eval(`${card} .badge-rec`, (b) => !b.hidden),
+      source_button: await page.$eval(`${card} button[data-action="source"]`, (b) => b.textContent),
+      record_button: await page.$eval(`${card} button[data-action="record"]`, (b) => b.textContent),
+    });
+  };
+  await click("source", (c) => document.querySelector(c).dataset.state === "stopped");
+  await click("source", (c) => document.querySelector(c).dataset.state === "live");
+  await click("record", (c) => !document.querySelector(`${c} .badge-rec`).hidden);
+  await click("record", (c) => document.querySelector(`${c} .badge-rec`).hidden);
 }
 
 async function checkPageRecordings(page) {

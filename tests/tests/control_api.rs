@@ -261,3 +261,68 @@ fn a_stream_and_its_recording_start_and_stop_through_the_api() {
     let r = post_json(&agent.http_url("/api/streams/cam/keyframe"), "{}");
     assert_eq!(r.status, 200);
 }
+
+/// Threads, open descriptors, child processes and runtime tasks of the agent.
+fn resources(agent: &Agent) -> (usize, usize, usize, u64) {
+    let pid = agent.pid();
+    let count = |dir: String| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let status = json_of(&get(&agent.http_url("/api/status")).body);
+    (
+        count(format!("/proc/{pid}/task")),
+        count(format!("/proc/{pid}/fd")),
+        agent.children().len(),
+        status["tasks"].as_u64().expect("tasks in /api/status"),
+    )
+}
+
+#[test]
+fn fifty_add_remove_cycles_leave_nothing_behind() {
+    let agent = Agent::start(&test_stream("base", 160, 120, 10));
+    agent.wait_ready(1);
+    wait_state(&agent, "base", "live");
+    // One cycle first, so that lazily created things (blocking-pool
+    // threads, the first recorder) exist before counting.
+    let cycle = |i: u32| {
+        let name = format!("s{i}");
+        let exec = i % 2 == 1;
+        let source = if exec {
+            json!({"kind": "exec", "command": ["sh", "-c", "exec sleep 30"], "stall_seconds": 30})
+        } else {
+            json!({"kind": "test", "width": 64, "height": 64, "fps": 5, "audio": false})
+        };
+        let (status, body) = patch(
+            &agent,
+            &json!({"stream": {&name: {"source": source, "record": {"enabled": true}}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        if exec {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while agent.children().is_empty() {
+                assert!(Instant::now() < deadline, "the exec child never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            wait_state(&agent, &name, "live");
+        }
+        let (status, body) = patch(&agent, &json!({"stream": {&name: null}}));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["removed"], json!([name]));
+    };
+    cycle(0);
+    cycle(1);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = resources(&agent);
+    for i in 2..52 {
+        cycle(i);
+    }
+    // Let blocking-pool threads that finished their work idle out (10 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut after = resources(&agent);
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        after = resources(&agent);
+    }
+    println!("threads, fds, children, tasks: before {before:?}, after 50 cycles {after:?}");
+    assert_eq!(after, before, "(threads, fds, children, tasks)");
+    assert_eq!(stream_state(&agent, "base")["state"], "live");
+}

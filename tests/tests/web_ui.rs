@@ -298,3 +298,42 @@ fn the_page_lists_and_plays_the_stream_and_a_recording_and_hls_js_plays_it_too()
     let duration = recordings["duration"].as_f64().unwrap();
     assert!(duration >= 1.5, "recording lasts {duration} s");
 }
+
+#[test]
+fn the_page_buttons_stop_and_start_the_stream_and_its_recording() {
+    let agent = Agent::start(&test_stream("cam", 320, 240, 15));
+    agent.wait_ready(1);
+    let shot = agent.dir.path().join("buttons.png");
+    let seen = drive_browser(&agent, &shot, &["--buttons"]);
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    let steps = seen["page"]["buttons"].as_array().expect("button steps");
+    let summary: Vec<(String, String, bool)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["clicked"].as_str().unwrap().to_owned(),
+                s["badge"].as_str().unwrap().to_owned(),
+                s["rec_shown"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("Stop stream", "Stopped", false),
+        ("Start stream", "Live", false),
+        ("Start recording", "Live", true),
+        ("Stop recording", "Live", false),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c)),
+        "{seen}"
+    );
+    // The clicks went through the API: the agent itself says so.
+    let streams = json(&get(&agent, "/api/streams", &[]));
+    let cam = &streams[0];
+    assert_eq!(cam["state"], "live");
+    assert_eq!(cam["recording"]["enabled"], false);
+    assert!(cam["recording"]["files"].as_u64() >= Some(1), "{cam}");
+    assert!(cam["restarts"].as_u64() == Some(0), "{cam}");
+    assert!(agent.count_log("source stopped by command") == 1);
+}

@@ -165,6 +165,8 @@ struct AgentStatus {
     device_id: String,
     version: &'static str,
     config_revision: u64,
+    /// Tasks alive on the main runtime (the RTSP thread has its own).
+    tasks: usize,
     uptime_s: f64,
     cpu_seconds: f64,
     rss_bytes: u64,
@@ -192,6 +194,9 @@ async fn agent_status(State(control): State<Arc<Control>>) -> Response {
         device_id: config.agent.device_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
         config_revision: control.revision(),
+        tasks: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
         uptime_s: process.uptime_s,
         cpu_seconds: process.cpu_seconds,
         rss_bytes: process.rss_bytes,

@@ -74,8 +74,9 @@ async fn run(sink: &Sink, config: &ExecSourceConfig) -> Result<()> {
         ExecFormat::H264 => Input::AnnexB(AnnexBInput::new(sink.epoch(), config.fps.unwrap_or(30))),
     };
     let result = pump(&mut child, &mut input, sink, config).await;
-    let stderr = child.last_error();
+    // Stopped first: the child's last stderr lines are in by then.
     let status = child.stop().await;
+    let stderr = child.last_error();
     match result {
         Ok(()) => Ok(()),
         Err(e) => {

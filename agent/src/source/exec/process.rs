@@ -137,7 +137,7 @@ impl ExecProcess {
     /// Stops the child: SIGTERM to its process group, then SIGKILL to the
     /// group if the child has not exited after [`STOP_GRACE`]. The child is
     /// always reaped; members of its group still alive are killed.
-    pub async fn stop(mut self) -> io::Result<ExitStatus> {
+    pub async fn stop(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
             self.reaped = true;
             self.kill_leftovers();
@@ -319,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn stop_terminates_gently() {
-        let p = ExecProcess::spawn("s", &sh("echo started; exec sleep 100"), &[]).unwrap();
+        let mut p = ExecProcess::spawn("s", &sh("echo started; exec sleep 100"), &[]).unwrap();
         let pid = p.pid();
         let started = Instant::now();
         let status = p.stop().await.unwrap();
