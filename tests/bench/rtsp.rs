@@ -1,11 +1,17 @@
 //! RTSP fan-out benchmark, as /work/shared/BENCHMARKS.md defines it: one
-//! 1280x720 30 fps 2000 kbps test stream with audio, N RTSP/TCP readers
+//! 1280x720 30 fps 2000 kbps stream with audio, N RTSP/TCP readers
 //! (retina, all in this process, receiving everything and decoding
 //! nothing) plus one reader that stopped reading, and the agent's CPU and
 //! memory over a steady window. Not a test: it prints figures.
 //!
+//! The stream comes from the test source (`--source test`: the agent
+//! encodes) or from an exec source (`--source exec`: `ffmpeg -re
+//! -stream_loop -1 -c copy` of a file made at start, so no encoder runs in
+//! the agent); exec mode also times a restart: SIGKILL of the child to the
+//! first new frame at a reader.
+//!
 //! cargo build --release -p streamswitch-agent
-//! cargo run --release -p streamswitch-tests --bin bench -- --readers 20,200 --seconds 30 --runs 3
+//! cargo run --release -p streamswitch-tests --bin bench -- --readers 20,200 --seconds 30 --runs 3 --source exec
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +30,7 @@ struct Args {
     readers: Vec<usize>,
     seconds: u64,
     runs: usize,
+    exec: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -31,6 +38,7 @@ fn parse_args() -> Result<Args> {
         readers: vec![20, 200],
         seconds: 30,
         runs: 1,
+        exec: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,7 +52,16 @@ fn parse_args() -> Result<Args> {
             }
             "--seconds" => args.seconds = value.parse().context("--seconds")?,
             "--runs" => args.runs = value.parse().context("--runs")?,
-            _ => bail!("unknown flag {flag}; use --readers 20,200 --seconds 30 --runs 1"),
+            "--source" => {
+                args.exec = match value.as_str() {
+                    "exec" => true,
+                    "test" => false,
+                    _ => bail!("--source: test or exec"),
+                }
+            }
+            _ => bail!(
+                "unknown flag {flag}; use --readers 20,200 --seconds 30 --runs 1 --source test|exec"
+            ),
         }
     }
     Ok(args)
@@ -154,13 +171,59 @@ async fn first_packet(url: &str, started: Instant) -> Duration {
     }
 }
 
-fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figures> {
+/// Makes a 20 s 1280x720 30 fps 2000 kbps H.264 (1 s GOP) + AAC MPEG-TS
+/// file, and returns the exec stream that loops it without re-encoding.
+fn exec_stream(dir: &std::path::Path) -> Result<String> {
+    let file = dir.join("bench.ts");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args([
+            "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
+        ])
+        .args([
+            "-maxrate", "2000k", "-bufsize", "2000k", "-g", "30", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts"])
+        .arg(&file)
+        .status()
+        .context("running ffmpeg (apt-get install ffmpeg)")?;
+    if !status.success() {
+        bail!("ffmpeg could not make {}", file.display());
+    }
+    let command = [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+    ]
+    .iter()
+    .map(|a| format!("{a:?}"))
+    .chain([format!("{:?}", file.display().to_string())])
+    .chain(
+        ["-c", "copy", "-f", "mpegts", "-"]
+            .iter()
+            .map(|a| format!("{a:?}")),
+    )
+    .collect::<Vec<_>>()
+    .join(", ");
+    Ok(format!(
+        "[[stream]]\nname = \"bench\"\nsource = {{ kind = \"exec\", command = [{command}] }}\n"
+    ))
+}
+
+fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64, stream: &str) -> Result<Figures> {
     let window = Duration::from_secs(seconds);
     let started = Instant::now();
     let agent = Agent::start_with_rtsp(
         tempfile::tempdir()?,
         &format!("max_sessions = {}", n + 10),
-        STREAM,
+        stream,
     );
     let pid = agent.pid();
     let url = agent.rtsp_url("bench");
@@ -249,6 +312,44 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64) -> Result<Figur
     })
 }
 
+/// SIGKILL of the exec child to the first video frame after it at a
+/// reader, over `times` restarts.
+fn restart_times(rt: &tokio::runtime::Runtime, stream: &str, times: usize) -> Result<Vec<f64>> {
+    let agent = Agent::start(stream);
+    let url = agent.rtsp_url("bench");
+    let count = Arc::new(ReaderCount::default());
+    let reader = rt.spawn(read(url, count.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !count.started.load(Ordering::Relaxed) {
+        if Instant::now() > deadline || reader.is_finished() {
+            bail!("the reader got no frame");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    for _ in 0..times {
+        std::thread::sleep(Duration::from_secs(3));
+        let child = *agent.children().first().context("no exec child")?;
+        let before = count.video_frames.load(Ordering::Relaxed);
+        let killed = Instant::now();
+        std::process::Command::new("kill")
+            .args(["-KILL", &child.to_string()])
+            .status()?;
+        // Frames already in flight arrive within a frame time or two.
+        std::thread::sleep(Duration::from_millis(100));
+        let settled = count.video_frames.load(Ordering::Relaxed).max(before);
+        while count.video_frames.load(Ordering::Relaxed) <= settled {
+            if killed.elapsed() > Duration::from_secs(30) || reader.is_finished() {
+                bail!("no frame after the restart");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.push(killed.elapsed().as_secs_f64());
+    }
+    reader.abort();
+    Ok(out)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let m = v.len() / 2;
@@ -326,8 +427,20 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let dir = tempfile::tempdir()?;
+    let (stream, source) = if args.exec {
+        (
+            exec_stream(dir.path())?,
+            "exec source (ffmpeg -c copy of a file, no encoder in the agent)",
+        )
+    } else {
+        (
+            STREAM.to_owned(),
+            "test source (in-process H.264 + AAC encoder)",
+        )
+    };
     println!(
-        "RTSP fan-out: test source (in-process H.264 + AAC encoder) 1280x720 30 fps 2000 kbps; \
+        "RTSP fan-out: {source} 1280x720 30 fps 2000 kbps; \
          {} s windows; one stalled reader beside the N; CPU-s per client-minute",
         args.seconds
     );
@@ -335,7 +448,7 @@ fn main() -> Result<()> {
     let mut all: Vec<Figures> = Vec::new();
     for run in 1..=args.runs {
         for &n in &args.readers {
-            let f = measure(&rt, n, args.seconds)?;
+            let f = measure(&rt, n, args.seconds, &stream)?;
             row(&run.to_string(), &f);
             all.push(f);
         }
@@ -365,6 +478,15 @@ fn main() -> Result<()> {
             };
             row("median", &m);
         }
+    }
+    if args.exec {
+        let times = restart_times(&rt, &stream, 5)?;
+        let shown: Vec<String> = times.iter().map(|t| format!("{:.2}", t)).collect();
+        println!(
+            "SIGKILL of the exec child to the first new frame at a reader: median {:.2} s ({} s)",
+            median(times),
+            shown.join(", ")
+        );
     }
     Ok(())
 }

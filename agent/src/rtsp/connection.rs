@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 
 use super::message::{self, Framed};
 use super::player::{Player, TrackOut, UdpTrack};
-use super::server::Server;
 use super::session::{self, Session, SessionSlot};
+use super::state::Server;
 use super::transport::{self, Requested};
 use super::uri::{self, Target};
 use super::{rtcp, sdp};

@@ -11,6 +11,7 @@ pub mod sdp;
 mod server;
 mod session;
 mod stage;
+mod state;
 pub mod transport;
 pub mod uri;
 

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::auth::Authenticator;
 use super::connection;
 use super::stage::Stages;
+use super::state::{Server, Settings};
 use crate::config::RtspConfig;
 use crate::hub::Streams;
 
@@ -27,54 +28,6 @@ pub struct Inputs {
     pub config: watch::Receiver<RtspConfig>,
     pub rebind: mpsc::Receiver<std::net::TcpListener>,
     pub shutdown: CancellationToken,
-}
-
-/// The settings in force, swapped whole when the config changes.
-pub struct Settings {
-    pub config: RtspConfig,
-    pub auth: Option<Arc<Authenticator>>,
-}
-
-/// What every connection shares.
-pub struct Server {
-    pub streams: Arc<Streams>,
-    settings: RwLock<Arc<Settings>>,
-    pub stages: Stages,
-    /// Sessions open now, against `max_sessions`.
-    pub sessions: Arc<AtomicUsize>,
-    /// Connections open now.
-    connections: AtomicUsize,
-    /// The origin of the millisecond times connections keep.
-    pub clock: Instant,
-}
-
-impl Server {
-    pub fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn now_ms(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64
-    }
-
-    pub fn session_timeout(&self) -> Duration {
-        Duration::from_secs(self.settings().config.session_timeout_seconds)
-    }
-
-    /// Takes new settings; the authenticator (and its nonces) is kept when
-    /// the auth section did not change.
-    fn update(&self, config: RtspConfig) {
-        let mut current = self.settings.write().unwrap_or_else(|e| e.into_inner());
-        let auth = if current.config.auth == config.auth {
-            current.auth.clone()
-        } else {
-            config.auth.clone().map(|a| Arc::new(Authenticator::new(a)))
-        };
-        *current = Arc::new(Settings { config, auth });
-    }
 }
 
 /// Serves RTSP until `shutdown`.

@@ -116,12 +116,15 @@ fn produce(sink: &Sink, config: &TestSourceConfig, stop: &Arc<AtomicBool>) -> Re
     })?;
     let sps = find_nal(&first.nals, h264::NAL_SPS).ok_or_else(|| anyhow!("encoder gave no SPS"))?;
     let pps = find_nal(&first.nals, h264::NAL_PPS).ok_or_else(|| anyhow!("encoder gave no PPS"))?;
+    // The size the stream announces is the one its SPS describes.
+    let (width, height) =
+        h264::sps_size(sps).ok_or_else(|| anyhow!("cannot read the encoder's SPS"))?;
     let mut tracks = vec![TrackInfo {
         params: TrackParams::H264(H264Params {
             sps: Bytes::copy_from_slice(sps),
             pps: Bytes::copy_from_slice(pps),
-            width: config.width,
-            height: config.height,
+            width,
+            height,
         }),
         clock_rate: 90_000,
     }];
