@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod m3u8;
+pub mod mqtt;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

@@ -3,7 +3,9 @@
 # independent RTSP, HLS and MP4 checker), nasm (openh264's assembly, ~3x
 # faster encoding), a C++ compiler (FDK AAC), Chromium, Node.js and npm (the
 # web UI's browser tests, whose npm packages are pinned in
-# tests/browser/package-lock.json). Skips apt when all is there.
+# tests/browser/package-lock.json), Mosquitto and its clients (the MQTT
+# tests start their own brokers; the packaged service is not used) and
+# openssl (test certificates). Skips apt when all is there.
 set -euo pipefail
 
 need=()
@@ -13,6 +15,9 @@ command -v g++ >/dev/null || need+=(g++)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v mosquitto >/dev/null || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::control::{self, Control, ServerLinks};
 use crate::hls::Hls;
 use crate::hub::Streams;
-use crate::{http, record, rtsp};
+use crate::{http, mqtt, record, rtsp};
 
 /// Where the config came from: reloads read it again, changes are saved
 /// to it.
@@ -25,13 +25,22 @@ pub struct ConfigSource {
     pub text: String,
 }
 
+/// How the agent stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM, SIGINT: the process exits.
+    Exit,
+    /// The `restart` command: the process starts itself again.
+    Restart,
+}
+
 /// Runs the agent until `shutdown`; `reload` fires on SIGHUP.
 pub async fn run(
     config: Config,
     source: ConfigSource,
     mut reload: mpsc::Receiver<()>,
     shutdown: CancellationToken,
-) -> Result<()> {
+) -> Result<Stopped> {
     // Ports first: an agent that cannot serve fails before it starts anything.
     let rtsp_listener = bind(config.rtsp.listen, "rtsp")?;
     let rtsp_addr = rtsp_listener.local_addr()?;
@@ -88,6 +97,7 @@ pub async fn run(
         rebind: http_rebind_rx,
         shutdown: shutdown.clone(),
     }));
+    let mqtt = tokio::spawn(mqtt::run(control.clone(), shutdown.clone()));
 
     loop {
         tokio::select! {
@@ -102,6 +112,8 @@ pub async fn run(
     }
     info!("shutting down");
     let stop = async {
+        // `offline` first, while the broker can still be told.
+        let _ = mqtt.await;
         control.stop_all().await;
         recorders.remove_all().await;
         let _ = rtsp.await;
@@ -113,7 +125,11 @@ pub async fn run(
     {
         warn!("some tasks did not stop within 5 s");
     }
-    Ok(())
+    Ok(if control.restart_requested() {
+        Stopped::Restart
+    } else {
+        Stopped::Exit
+    })
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener> {

@@ -9,6 +9,7 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod mqtt;
 pub mod record;
 pub mod rtsp;
 pub mod source;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use streamswitch::app::ConfigSource;
+use streamswitch::app::{ConfigSource, Stopped};
 use streamswitch::config::Config;
 
 #[derive(Parser)]
@@ -91,18 +91,35 @@ fn run(config: Config, source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let (reload_tx, reload_rx) = mpsc::channel(1);
         tokio::spawn(handle_signals(shutdown.clone(), reload_tx));
-        match streamswitch::app::run(config, source, reload_rx, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                ExitCode::FAILURE
-            }
+        streamswitch::app::run(config, source, reload_rx, shutdown).await
+    });
+    // Every task, thread and socket of this run ends here.
+    drop(runtime);
+    match stopped {
+        Ok(Stopped::Exit) => ExitCode::SUCCESS,
+        Ok(Stopped::Restart) => restart(),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
-    })
+    }
+}
+
+/// Replaces this process with a fresh start of the same binary and
+/// arguments (same pid: a service manager sees no exit). Recordings are
+/// closed and sockets released by then.
+fn restart() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    tracing::info!("restarting");
+    let error = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("error: cannot restart: {error}");
+    ExitCode::FAILURE
 }
 
 /// SIGTERM and SIGINT stop the agent; SIGHUP asks for a config reload.

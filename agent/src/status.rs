@@ -129,6 +129,18 @@ pub fn disk(dir: &Path) -> io::Result<DiskUsage> {
     })
 }
 
+/// Whether the kernel says the system clock is synchronised (NTP or PTP
+/// keeps it: adjtimex's STA_UNSYNC is clear); `None` when it cannot say.
+pub fn clock_synchronized() -> Option<bool> {
+    // SAFETY: a zeroed timex with modes 0 only reads the clock's state.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state < 0 {
+        return None;
+    }
+    Some(tx.status & libc::STA_UNSYNC == 0 && state != libc::TIME_ERROR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod edit;
 pub mod http;
 mod locate;
+pub mod mqtt;
 pub mod persist;
 pub mod record;
 pub mod rtsp;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use edit::JSON_SOURCE;
 pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
+pub use mqtt::{MqttConfig, MqttProtocol};
 pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
 pub use source::{ExecFormat, ExecSourceConfig, SourceConfig, TestSourceConfig};
@@ -33,6 +35,9 @@ pub struct Config {
     pub hls: HlsConfig,
     #[serde(default)]
     pub recording: RecordingConfig,
+    /// Remote control through a broker; none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
 }
@@ -135,6 +140,9 @@ impl Config {
         self.http.validate()?;
         self.hls.validate()?;
         self.recording.validate()?;
+        if let Some(m) = &self.mqtt {
+            m.validate()?;
+        }
         let mut names = HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {
             if !is_name(&s.name) {

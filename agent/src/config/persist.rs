@@ -27,6 +27,7 @@ pub fn render(old_text: &str, old: &Config, new: &Config) -> Result<String, Stri
         "http" => old.http == new.http,
         "hls" => old.hls == new.hls,
         "recording" => old.recording == new.recording,
+        "mqtt" => old.mqtt == new.mqtt,
         _ => false,
     };
     let stale: Vec<String> = doc

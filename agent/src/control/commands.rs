@@ -38,6 +38,8 @@ pub struct StreamState {
     pub source_enabled: bool,
     pub tracks: String,
     pub fps: u32,
+    /// Media bit rate over the last second.
+    pub bitrate_kbps: u64,
     pub bytes: u64,
     pub viewers: BTreeMap<&'static str, u32>,
     pub recording: Option<RecorderStatus>,
@@ -63,6 +65,7 @@ impl Control {
                     source_enabled: r.source_running(),
                     tracks: hub.info().map(|i| i.describe()).unwrap_or_default(),
                     fps: stats.fps,
+                    bitrate_kbps: stats.bitrate / 1000,
                     bytes: stats.bytes,
                     viewers: Output::ALL
                         .iter()

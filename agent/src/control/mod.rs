@@ -8,13 +8,14 @@
 //! them new settings and new listeners through channels.
 
 pub mod commands;
+pub mod report;
 mod streams;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -43,13 +44,17 @@ pub struct Control {
     links: ServerLinks,
     /// The file the config came from and is written back to.
     config_file: Option<PathBuf>,
-    /// The running config, for readers that must not wait.
-    config: RwLock<Arc<Config>>,
+    /// The running config, for readers that must not wait and for those
+    /// that follow its changes (MQTT).
+    config: watch::Sender<Arc<Config>>,
     /// Changes one at a time: apply, stream start/stop.
     state: Mutex<State>,
     /// Increases with every applied change.
     revision: AtomicU64,
     shutdown: CancellationToken,
+    /// Set by the `restart` command: the agent stops, then starts again.
+    restart: AtomicBool,
+    started: std::time::Instant,
 }
 
 struct State {
@@ -102,10 +107,12 @@ impl Control {
             recorders,
             links,
             config_file,
-            config: RwLock::new(Arc::new(config)),
+            config: watch::Sender::new(Arc::new(config)),
             state: Mutex::new(State { running, file_text }),
             revision: AtomicU64::new(1),
             shutdown,
+            restart: AtomicBool::new(false),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -123,10 +130,23 @@ impl Control {
 
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.borrow().clone()
+    }
+
+    /// Follows the running config.
+    pub fn watch_config(&self) -> watch::Receiver<Arc<Config>> {
+        self.config.subscribe()
+    }
+
+    /// Stops the agent so that it starts again (the `restart` command).
+    pub fn request_restart(&self) {
+        info!("restart requested");
+        self.restart.store(true, Ordering::Relaxed);
+        self.shutdown.cancel();
+    }
+
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(Ordering::Relaxed)
     }
 
     pub fn revision(&self) -> u64 {
@@ -190,7 +210,10 @@ impl Control {
         }
         self.apply_streams(&mut state, &new, &mut applied).await;
         applied.revision = self.revision.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        if new.mqtt != old.mqtt {
+            applied.sections.push("mqtt");
+        }
+        self.config.send_replace(Arc::new(new));
         if !applied.is_empty() {
             info!(
                 revision = applied.revision,

@@ -34,6 +34,10 @@ pub struct HubStats {
     window_frames: AtomicU32,
     window_start_ms: AtomicI64,
     fps: AtomicU32,
+    /// Bytes of every track in the current window; the last full window's
+    /// bit rate.
+    window_bytes: AtomicU64,
+    bitrate: AtomicU64,
     pub(super) viewers: [AtomicU32; 4],
 }
 
@@ -43,6 +47,8 @@ pub struct StatsSnapshot {
     pub audio_frames: u64,
     pub bytes: u64,
     pub fps: u32,
+    /// Bits per second of media in the last full second.
+    pub bitrate: u64,
     pub dropped: u64,
     /// Indexed by `Output as usize`.
     pub viewers: [u32; 4],
@@ -51,6 +57,7 @@ pub struct StatsSnapshot {
 impl HubStats {
     pub(super) fn count_frame(&self, video: bool, len: usize, pts: i64, clock_rate: u32) {
         self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.window_bytes.fetch_add(len as u64, Ordering::Relaxed);
         if !video {
             self.audio_frames.fetch_add(1, Ordering::Relaxed);
             return;
@@ -60,11 +67,14 @@ impl HubStats {
         let start = self.window_start_ms.load(Ordering::Relaxed);
         if ms - start >= 1000 || ms < start {
             let n = self.window_frames.swap(1, Ordering::Relaxed);
+            let bytes = self.window_bytes.swap(len as u64, Ordering::Relaxed) - len as u64;
             self.window_start_ms.store(ms, Ordering::Relaxed);
             if ms - start < 2000 && ms >= start {
                 self.fps.store(n, Ordering::Relaxed);
+                self.bitrate.store(bytes * 8, Ordering::Relaxed);
             } else {
                 self.fps.store(0, Ordering::Relaxed);
+                self.bitrate.store(0, Ordering::Relaxed);
             }
         } else {
             self.window_frames.fetch_add(1, Ordering::Relaxed);
@@ -77,6 +87,7 @@ impl HubStats {
             audio_frames: self.audio_frames.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             fps: self.fps.load(Ordering::Relaxed),
+            bitrate: self.bitrate.load(Ordering::Relaxed),
             dropped,
             viewers: std::array::from_fn(|i| self.viewers[i].load(Ordering::Relaxed)),
         }
@@ -95,6 +106,7 @@ mod tests {
         }
         let snap = s.snapshot(0);
         assert_eq!(snap.fps, 30);
+        assert_eq!(snap.bitrate, 30 * 10 * 8);
         assert_eq!(snap.video_frames, 91);
         assert_eq!(snap.bytes, 910);
     }

@@ -18,11 +18,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{paths, retention, RecorderStatus, Recorders};
+use super::{listing, paths, RecorderStatus, Recorders};
 
 /// Start and stop are commands of the stream manager (`http::api`).
 pub fn routes<S: Clone + Send + Sync + 'static>(recorders: Arc<Recorders>) -> Router<S> {
@@ -40,67 +39,23 @@ struct ListQuery {
     to: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Recording {
-    stream: String,
-    path: String,
-    start: String,
-    duration: f64,
-    bytes: u64,
-}
-
-fn parse_time(what: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, String> {
-    v.as_deref()
-        .map(|s| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| format!("`{what}` is not an RFC 3339 time: {e}\n"))
-        })
-        .transpose()
-}
-
 async fn list(State(recorders): State<Arc<Recorders>>, Query(q): Query<ListQuery>) -> Response {
-    let (from, to) = match (parse_time("from", &q.from), parse_time("to", &q.to)) {
+    let times = (
+        listing::parse_time("from", q.from.as_deref()),
+        listing::parse_time("to", q.to.as_deref()),
+    );
+    let (from, to) = match times {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(msg), _) | (_, Err(msg)) => return (StatusCode::BAD_REQUEST, msg).into_response(),
+        (Err(msg), _) | (_, Err(msg)) => {
+            return (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response()
+        }
     };
     let root = recorders.root().clone();
-    let found = tokio::task::spawn_blocking(move || {
-        retention::list(&root)
-            .into_iter()
-            .filter(|r| q.stream.as_deref().is_none_or(|s| s == r.stream))
-            .filter(|r| to.is_none_or(|to| r.start <= to))
-            .filter_map(|r| {
-                let duration = read_duration(&r.path)?;
-                let end = r.start + chrono::Duration::from_std(duration).ok()?;
-                if from.is_some_and(|from| end <= from) {
-                    return None;
-                }
-                Some(Recording {
-                    path: format!("/recordings/{}", r.relative),
-                    start: r.start.to_rfc3339_opts(SecondsFormat::Millis, true),
-                    duration: duration.as_secs_f64(),
-                    bytes: r.bytes,
-                    stream: r.stream,
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
+    let found =
+        tokio::task::spawn_blocking(move || listing::find(&root, q.stream.as_deref(), from, to))
+            .await
+            .unwrap_or_default();
     Json(found).into_response()
-}
-
-fn read_duration(path: &Path) -> Option<std::time::Duration> {
-    use std::io::Read;
-    // ftyp + moov + padding: under 2 KiB for our files.
-    let mut prefix = Vec::with_capacity(4 << 10);
-    std::fs::File::open(path)
-        .ok()?
-        .take(4 << 10)
-        .read_to_end(&mut prefix)
-        .ok()?;
-    crate::fmp4::declared_duration(&prefix)
 }
 
 async fn statuses(State(recorders): State<Arc<Recorders>>) -> Json<Vec<RecorderStatus>> {

@@ -8,6 +8,7 @@
 pub mod clock;
 mod file;
 pub mod http;
+pub mod listing;
 pub mod paths;
 pub mod repair;
 pub mod retention;
