@@ -53,15 +53,36 @@ pub fn test_stream(name: &str, width: u32, height: u32, fps: u32) -> String {
 /// text such as `$(cat /path)`, the command runs through `sh`) and `fps`
 /// with a 1 kHz tone, H.264 (1 s GOP) + AAC in MPEG-TS on stdout.
 pub fn exec_stream(name: &str, size: &str, fps: u32) -> String {
+    let video =
+        format!("-c:v libx264 -preset ultrafast -tune zerolatency -g {fps} -pix_fmt yuv420p");
+    exec_stream_with(name, size, fps, &video, "mpegts")
+}
+
+/// Like [`exec_stream`] with other video encoder arguments and output
+/// `format`: `mpegts` (with AAC audio), or a raw `h264` / `hevc` stream
+/// (video only; the exec source's format `h264` / `h265`).
+pub fn exec_stream_with(name: &str, size: &str, fps: u32, video: &str, format: &str) -> String {
+    let (audio, output, source_format) = match format {
+        "mpegts" => (
+            "-f lavfi -i sine=frequency=1000:sample_rate=48000",
+            "-c:a aac -b:a 64k -f mpegts -".to_owned(),
+            "format = \"mpegts\"".to_owned(),
+        ),
+        raw => (
+            "",
+            format!("-f {raw} -"),
+            format!(
+                "format = \"{}\", fps = {fps}",
+                if raw == "hevc" { "h265" } else { raw }
+            ),
+        ),
+    };
     let ffmpeg = format!(
         "exec ffmpeg -hide_banner -loglevel error -re \
-         -f lavfi -i testsrc2=size={size}:rate={fps} \
-         -f lavfi -i sine=frequency=1000:sample_rate=48000 \
-         -c:v libx264 -preset ultrafast -tune zerolatency -g {fps} -pix_fmt yuv420p \
-         -c:a aac -b:a 64k -f mpegts -"
+         -f lavfi -i testsrc2=size={size}:rate={fps} {audio} {video} {output}"
     );
     format!(
-        "[[stream]]\nname = \"{name}\"\nsource = {{ kind = \"exec\", command = [\"sh\", \"-c\", {:?}] }}\n",
+        "[[stream]]\nname = \"{name}\"\nsource = {{ kind = \"exec\", {source_format}, command = [\"sh\", \"-c\", {:?}] }}\n",
         ffmpeg.split_whitespace().collect::<Vec<_>>().join(" ")
     )
 }

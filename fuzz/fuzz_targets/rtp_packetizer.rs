@@ -1,14 +1,14 @@
 //! The RTP packetizers on arbitrary access units and packet sizes: never
 //! panic, no packet over the size, one marker at the end of the access
-//! unit, consecutive sequence numbers, and FU-A reassembly gives back the
-//! NAL units.
+//! unit, consecutive sequence numbers, and reassembly (H.264 FU-A, H.265
+//! FU) gives back the NAL units.
 
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use streamswitch::media::h264::length_prefixed;
-use streamswitch::rtsp::rtp::{self, aac, h264, RtpTrack};
+use streamswitch::rtsp::rtp::{self, aac, h264, h265, RtpTrack};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
@@ -51,6 +51,29 @@ fuzz_target!(|data: &[u8]| {
         .map(|n| n.to_vec())
         .collect();
     let got = h264::depacketize(parsed.iter().map(|(_, p)| *p)).expect("reassembles");
+    assert_eq!(got, expected);
+
+    // The same access unit as H.265.
+    let mut packets: Vec<Bytes> = Vec::new();
+    let start = track.next_seq;
+    h265::packetize(&au, max_packet, 9, &mut track, &mut packets);
+    let parsed: Vec<_> = packets
+        .iter()
+        .map(|p| {
+            assert!(p.len() <= max_packet.max(h265::MIN_PACKET));
+            rtp::parse(p).expect("an RTP packet")
+        })
+        .collect();
+    for (i, (h, _)) in parsed.iter().enumerate() {
+        assert_eq!(h.seq, start.wrapping_add(i as u16));
+        assert_eq!(h.marker, i + 1 == parsed.len());
+    }
+    let expected: Vec<Vec<u8>> = nals
+        .iter()
+        .filter(|n| h265::sendable(n))
+        .map(|n| n.to_vec())
+        .collect();
+    let got = h265::depacketize(parsed.iter().map(|(_, p)| *p)).expect("reassembles");
     assert_eq!(got, expected);
 
     // The same bytes as one AAC frame.

@@ -168,10 +168,12 @@ pub struct TestSourceConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecFormat {
-    /// MPEG-TS with H.264 video and/or AAC (ADTS) audio.
+    /// MPEG-TS with H.264 or H.265 video and/or AAC (ADTS) audio.
     Mpegts,
     /// Raw H.264 Annex B, paced at `fps`.
     H264,
+    /// Raw H.265 Annex B, paced at `fps`.
+    H265,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -200,8 +202,11 @@ impl ExecSourceConfig {
             ));
         }
         match (self.format, self.fps) {
-            (ExecFormat::H264, None) => {
-                return Err(("fps".into(), "is required with format = \"h264\"".into()))
+            (ExecFormat::H264 | ExecFormat::H265, None) => {
+                return Err((
+                    "fps".into(),
+                    "is required with a raw format (h264, h265)".into(),
+                ))
             }
             (_, Some(fps)) if !(1..=120).contains(&fps) => {
                 return Err(("fps".into(), "must be 1 to 120".into()))

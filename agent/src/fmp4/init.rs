@@ -5,8 +5,9 @@
 
 use bytes::Bytes;
 use mp4_atom::{
-    Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, Free, Ftyp, Hdlr, Mdhd, Mdia, Mehd, Minf,
-    Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url, Visual, Vmhd,
+    Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, Free, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc,
+    Mdhd, Mdia, Mehd, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url,
+    Visual, Vmhd,
 };
 
 use super::{Error, Result, MOVIE_TIMESCALE};
@@ -88,6 +89,60 @@ fn moov(info: &StreamInfo, duration: Option<std::time::Duration>) -> Moov {
     }
 }
 
+fn video_tkhd(track_id: u32, width: u32, height: u32) -> Tkhd {
+    Tkhd {
+        track_id,
+        enabled: true,
+        in_movie: true,
+        width: (width.min(u16::MAX as u32) as u16).into(),
+        height: (height.min(u16::MAX as u32) as u16).into(),
+        ..Default::default()
+    }
+}
+
+fn visual(width: u32, height: u32) -> Visual {
+    Visual {
+        data_reference_index: 1,
+        width: width.min(u16::MAX as u32) as u16,
+        height: height.min(u16::MAX as u32) as u16,
+        horizresolution: 72.into(),
+        vertresolution: 72.into(),
+        frame_count: 1,
+        compressor: "".into(),
+        depth: 24,
+    }
+}
+
+/// The HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3) of a track:
+/// its profile, tier and level from the SPS, and the VPS, SPS and PPS.
+fn hvcc(p: &crate::media::h265::H265Params) -> Hvcc {
+    let ptl = p.profile();
+    let array = |nal_unit_type: u8, nal: &bytes::Bytes| HvcCArray {
+        completeness: true,
+        nal_unit_type,
+        nalus: vec![nal.to_vec()],
+    };
+    Hvcc {
+        configuration_version: 1,
+        general_profile_space: ptl.profile_space,
+        general_tier_flag: ptl.tier,
+        general_profile_idc: ptl.profile_idc,
+        general_profile_compatibility_flags: ptl.compatibility,
+        general_constraint_indicator_flags: ptl.constraints,
+        general_level_idc: ptl.level_idc,
+        chroma_format_idc: 1,
+        length_size_minus_one: 3,
+        num_temporal_layers: 1,
+        temporal_id_nested: true,
+        arrays: vec![
+            array(crate::media::h265::NAL_VPS, &p.vps),
+            array(crate::media::h265::NAL_SPS, &p.sps),
+            array(crate::media::h265::NAL_PPS, &p.pps),
+        ],
+        ..Hvcc::new()
+    }
+}
+
 fn trak(track_id: u32, track: &TrackInfo) -> Trak {
     type Header = (Option<Vmhd>, Option<Smhd>);
     let (tkhd, handler, name, minf_header, codec): (Tkhd, &[u8; 4], &str, Header, Codec) =
@@ -130,6 +185,25 @@ fn trak(track_id: u32, track: &TrackInfo) -> Trak {
                     pasp: None,
                     taic: None,
                     fiel: None,
+                    spatial: None,
+                }
+                .into(),
+            ),
+            TrackParams::H265(p) => (
+                video_tkhd(track_id, p.width, p.height),
+                b"vide",
+                "VideoHandler",
+                (Some(Vmhd::default()), None),
+                Hvc1 {
+                    visual: visual(p.width, p.height),
+                    hvcc: hvcc(p),
+                    lhvc: None,
+                    btrt: None,
+                    colr: None,
+                    pasp: None,
+                    taic: None,
+                    fiel: None,
+                    ccst: None,
                     spatial: None,
                 }
                 .into(),

@@ -20,6 +20,53 @@ pub struct H265Params {
     pub height: u32,
 }
 
+/// general_profile_tier_level of an SPS: what hvcC and the SDP carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProfileTierLevel {
+    pub profile_space: u8,
+    pub tier: bool,
+    pub profile_idc: u8,
+    pub compatibility: [u8; 4],
+    pub constraints: [u8; 6],
+    pub level_idc: u8,
+}
+
+impl H265Params {
+    /// The profile, tier and level of the SPS; defaults (Main, level 3.1)
+    /// when it is too short.
+    pub fn profile(&self) -> ProfileTierLevel {
+        profile(&self.sps).unwrap_or(ProfileTierLevel {
+            profile_idc: 1,
+            level_idc: 93,
+            ..Default::default()
+        })
+    }
+}
+
+/// Reads general_profile_tier_level from an SPS NAL unit (header included,
+/// emulation prevention as sent).
+pub fn profile(sps: &[u8]) -> Option<ProfileTierLevel> {
+    if nal_type(sps)? != NAL_SPS {
+        return None;
+    }
+    let rbsp = unescape_rbsp(sps.get(2..)?);
+    // One byte of VPS id, sub-layers and nesting, then 12 bytes of PTL.
+    let b = rbsp.get(1..13)?;
+    Some(ProfileTierLevel {
+        profile_space: b[0] >> 6,
+        tier: b[0] & 0x20 != 0,
+        profile_idc: b[0] & 0x1f,
+        compatibility: [b[1], b[2], b[3], b[4]],
+        constraints: [b[5], b[6], b[7], b[8], b[9], b[10]],
+        level_idc: b[11],
+    })
+}
+
+/// An IRAP picture (types 16 to 23): a point where decoding can start.
+pub fn is_irap(nal_type: u8) -> bool {
+    (16..=23).contains(&nal_type)
+}
+
 /// The NAL unit type of an H.265 NAL unit, from its 2-byte header.
 pub fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|b| (b >> 1) & 0x3f)

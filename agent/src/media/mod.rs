@@ -48,6 +48,7 @@ pub enum Item {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrackParams {
     H264(h264::H264Params),
+    H265(h265::H265Params),
     Aac(aac::AacParams),
 }
 
@@ -60,7 +61,7 @@ pub struct TrackInfo {
 
 impl TrackInfo {
     pub fn is_video(&self) -> bool {
-        matches!(self.params, TrackParams::H264(_))
+        matches!(self.params, TrackParams::H264(_) | TrackParams::H265(_))
     }
 }
 
@@ -84,6 +85,7 @@ impl StreamInfo {
             .iter()
             .map(|t| match &t.params {
                 TrackParams::H264(p) => format!("H264 {}x{}", p.width, p.height),
+                TrackParams::H265(p) => format!("H265 {}x{}", p.width, p.height),
                 TrackParams::Aac(p) => format!("AAC {} Hz {} ch", p.sample_rate, p.channels),
             })
             .collect();

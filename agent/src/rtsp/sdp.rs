@@ -1,5 +1,6 @@
 //! The session description (RFC 4566) a DESCRIBE returns: one media
-//! section per track, H.264 as RFC 6184 says, AAC as RFC 3640 says.
+//! section per track, H.264 as RFC 6184 says, H.265 as RFC 7798 says, AAC
+//! as RFC 3640 says.
 
 use std::fmt::Write;
 
@@ -47,6 +48,24 @@ pub fn describe(info: &StreamInfo, name: &str, session_id: u64, ip: &str) -> Str
                 let _ = write!(
                     s,
                     ";sprop-parameter-sets={},{}\r\n",
+                    BASE64.encode(&p.sps),
+                    BASE64.encode(&p.pps)
+                );
+                if p.width > 0 && p.height > 0 {
+                    let _ = write!(s, "a=framesize:{pt} {}-{}\r\n", p.width, p.height);
+                }
+            }
+            TrackParams::H265(p) => {
+                let ptl = p.profile();
+                let _ = write!(
+                    s,
+                    "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} H265/{}\r\na=fmtp:{pt} profile-space={};profile-id={};tier-flag={};level-id={};sprop-vps={};sprop-sps={};sprop-pps={}\r\n",
+                    track.clock_rate,
+                    ptl.profile_space,
+                    ptl.profile_idc,
+                    u8::from(ptl.tier),
+                    ptl.level_idc,
+                    BASE64.encode(&p.vps),
                     BASE64.encode(&p.sps),
                     BASE64.encode(&p.pps)
                 );

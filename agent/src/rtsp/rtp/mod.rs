@@ -3,6 +3,7 @@
 
 pub mod aac;
 pub mod h264;
+pub mod h265;
 
 use bytes::{BufMut, BytesMut};
 

@@ -1,4 +1,5 @@
-//! From the exec child's bytes to the stream's parameters and frames.
+//! From the exec child's bytes to the stream's parameters and frames
+//! (H.264 or H.265 video, AAC audio).
 //!
 //! Timestamps: MPEG-TS PTS/DTS (90 kHz, 33 bits, unwrapped) are mapped onto
 //! the stream's timeline by pinning the first one to its arrival time; a
@@ -9,13 +10,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use bytes::Bytes;
 
 use super::super::Sink;
 use crate::media::aac::AacParams;
 use crate::media::annexb::{AccessUnit, AccessUnitAssembler, AnnexBSplitter, VideoCodec};
 use crate::media::h264::{self, H264Params};
+use crate::media::h265::{self, H265Params};
 use crate::media::mpegts::{StreamKind, TimestampUnwrapper, TsDemuxer};
 use crate::media::{adts, rescale, ticks_since, Frame, TrackInfo, TrackParams};
 
@@ -29,7 +31,7 @@ struct Tracks {
     /// Whether the input has video and audio at all (from the PMT).
     has_video: bool,
     has_audio: bool,
-    video: Option<H264Params>,
+    video: Option<TrackParams>,
     audio: Option<AacParams>,
     announced: Option<Vec<TrackInfo>>,
 }
@@ -50,7 +52,7 @@ impl Tracks {
         if self.has_video {
             let Some(v) = &self.video else { return false };
             tracks.push(TrackInfo {
-                params: TrackParams::H264(v.clone()),
+                params: v.clone(),
                 clock_rate: VIDEO_RATE,
             });
         }
@@ -73,17 +75,32 @@ impl Tracks {
 
     /// Takes the parameter sets of a keyframe; an error for a stream whose
     /// SPS says nothing of its size.
-    fn take_video(&mut self, au: &AccessUnit) -> Result<()> {
+    fn take_video(&mut self, au: &AccessUnit, codec: VideoCodec) -> Result<()> {
         let (Some(sps), Some(pps)) = (&au.sps, &au.pps) else {
             return Ok(());
         };
-        let (width, height) = h264::sps_size(sps)
-            .ok_or_else(|| anyhow!("cannot read the picture size from the SPS"))?;
-        self.video = Some(H264Params {
-            sps: sps.clone(),
-            pps: pps.clone(),
-            width,
-            height,
+        let unreadable = || anyhow!("cannot read the picture size from the SPS");
+        self.video = Some(match codec {
+            VideoCodec::H264 => {
+                let (width, height) = h264::sps_size(sps).ok_or_else(unreadable)?;
+                TrackParams::H264(H264Params {
+                    sps: sps.clone(),
+                    pps: pps.clone(),
+                    width,
+                    height,
+                })
+            }
+            VideoCodec::H265 => {
+                let Some(vps) = &au.vps else { return Ok(()) };
+                let (width, height) = h265::sps_size(sps).ok_or_else(unreadable)?;
+                TrackParams::H265(H265Params {
+                    vps: vps.clone(),
+                    sps: sps.clone(),
+                    pps: pps.clone(),
+                    width,
+                    height,
+                })
+            }
         });
         Ok(())
     }
@@ -157,8 +174,12 @@ impl TsInput {
             let dts = pes.dts.map_or(pts, |d| unwrap.extend(d));
             let (pts, dts) = (self.clock.map(pts), self.clock.map(dts));
             match pes.kind {
-                StreamKind::H264 => published += self.video(pes.payload, pts, dts, sink)?,
-                StreamKind::H265 => bail!("H.265 is not supported yet (only H.264 video)"),
+                StreamKind::H264 => {
+                    published += self.video(pes.payload, VideoCodec::H264, pts, dts, sink)?
+                }
+                StreamKind::H265 => {
+                    published += self.video(pes.payload, VideoCodec::H265, pts, dts, sink)?
+                }
                 StreamKind::Aac => published += self.audio(&pes.payload, pts, sink),
             }
         }
@@ -166,9 +187,16 @@ impl TsInput {
     }
 
     /// One video PES: one access unit (what encoders and ffmpeg write).
-    fn video(&mut self, payload: Bytes, pts: i64, dts: i64, sink: &Sink) -> Result<usize> {
+    fn video(
+        &mut self,
+        payload: Bytes,
+        codec: VideoCodec,
+        pts: i64,
+        dts: i64,
+        sink: &Sink,
+    ) -> Result<usize> {
         let mut splitter = AnnexBSplitter::new();
-        let mut assembler = AccessUnitAssembler::new(VideoCodec::H264);
+        let mut assembler = AccessUnitAssembler::new(codec);
         splitter.push(&payload);
         let mut units = Vec::new();
         while let Some(nal) = splitter.next_nal() {
@@ -181,7 +209,7 @@ impl TsInput {
         let mut published = 0;
         for au in units {
             if au.key {
-                self.tracks.take_video(&au)?;
+                self.tracks.take_video(&au, codec)?;
             }
             if !self.tracks.announce(sink) {
                 continue;
@@ -237,9 +265,10 @@ impl TsInput {
     }
 }
 
-/// Raw H.264 Annex B input, paced at `fps`.
+/// Raw H.264 or H.265 Annex B input, paced at `fps`.
 pub struct AnnexBInput {
     epoch: Instant,
+    codec: VideoCodec,
     frame_ticks: i64,
     splitter: AnnexBSplitter,
     assembler: AccessUnitAssembler,
@@ -248,12 +277,13 @@ pub struct AnnexBInput {
 }
 
 impl AnnexBInput {
-    pub fn new(epoch: Instant, fps: u32) -> Self {
+    pub fn new(epoch: Instant, codec: VideoCodec, fps: u32) -> Self {
         Self {
             epoch,
+            codec,
             frame_ticks: i64::from(VIDEO_RATE / fps.max(1)),
             splitter: AnnexBSplitter::new(),
-            assembler: AccessUnitAssembler::new(VideoCodec::H264),
+            assembler: AccessUnitAssembler::new(codec),
             tracks: Tracks {
                 has_video: true,
                 ..Tracks::default()
@@ -270,7 +300,7 @@ impl AnnexBInput {
                 continue;
             };
             if au.key {
-                self.tracks.take_video(&au)?;
+                self.tracks.take_video(&au, self.codec)?;
             }
             if !self.tracks.announce(sink) {
                 continue;

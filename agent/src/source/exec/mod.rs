@@ -1,5 +1,6 @@
 //! The exec source, the seed's plugin door: any program that writes a
-//! stream to its stdout (MPEG-TS with H.264 + AAC, or raw H.264 Annex B)
+//! stream to its stdout (MPEG-TS with H.264 or H.265 + AAC, or raw H.264
+//! or H.265 Annex B)
 //! feeds the stream. The child runs in a process group of its own
 //! ([`process`]); its stderr goes to the log and its last lines
 //! become the stream's error; a child that exits, or sends no frame for
@@ -18,6 +19,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::{Sink, Source, SourceFuture};
 use crate::config::{ExecFormat, ExecSourceConfig};
+use crate::media::annexb::VideoCodec;
 use frames::{AnnexBInput, TsInput};
 use process::ExecProcess;
 
@@ -71,7 +73,16 @@ async fn run(sink: &Sink, config: &ExecSourceConfig) -> Result<()> {
     );
     let mut input = match config.format {
         ExecFormat::Mpegts => Input::Ts(TsInput::new(sink.epoch())),
-        ExecFormat::H264 => Input::AnnexB(AnnexBInput::new(sink.epoch(), config.fps.unwrap_or(30))),
+        ExecFormat::H264 => Input::AnnexB(AnnexBInput::new(
+            sink.epoch(),
+            VideoCodec::H264,
+            config.fps.unwrap_or(30),
+        )),
+        ExecFormat::H265 => Input::AnnexB(AnnexBInput::new(
+            sink.epoch(),
+            VideoCodec::H265,
+            config.fps.unwrap_or(30),
+        )),
     };
     let result = pump(&mut child, &mut input, sink, config).await;
     // Stopped first: the child's last stderr lines are in by then.
