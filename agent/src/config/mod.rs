@@ -21,7 +21,9 @@ pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
 pub use mqtt::{MqttConfig, MqttProtocol};
 pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
-pub use source::{ExecFormat, ExecSourceConfig, SourceConfig, TestSourceConfig};
+pub use source::{
+    ExecFormat, ExecSourceConfig, PullTransport, RtspSourceConfig, SourceConfig, TestSourceConfig,
+};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,8 @@ pub enum SourceConfig {
     Test(TestSourceConfig),
     /// Any program that writes a stream to its stdout.
     Exec(ExecSourceConfig),
+    /// Another camera or agent, pulled over RTSP (proxy mode).
+    Rtsp(RtspSourceConfig),
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -27,6 +29,7 @@ pub enum SourceConfig {
 pub enum SourceKind {
     Test,
     Exec,
+    Rtsp,
 }
 
 impl SourceKind {
@@ -34,6 +37,7 @@ impl SourceKind {
         match self {
             SourceKind::Test => "test",
             SourceKind::Exec => "exec",
+            SourceKind::Rtsp => "rtsp",
         }
     }
 
@@ -49,6 +53,7 @@ impl SourceKind {
                 "keyframe_seconds",
             ],
             SourceKind::Exec => &["command", "format", "fps", "stall_seconds", "env"],
+            SourceKind::Rtsp => &["url", "transport", "username", "password", "stall_seconds"],
         }
     }
 }
@@ -68,6 +73,10 @@ pub struct SourceSpec {
     format: Option<ExecFormat>,
     stall_seconds: Option<u32>,
     env: Option<BTreeMap<String, String>>,
+    url: Option<String>,
+    transport: Option<PullTransport>,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 impl SourceSpec {
@@ -84,6 +93,10 @@ impl SourceSpec {
             ("format", self.format.is_some()),
             ("stall_seconds", self.stall_seconds.is_some()),
             ("env", self.env.is_some()),
+            ("url", self.url.is_some()),
+            ("transport", self.transport.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
         ];
         present
             .into_iter()
@@ -121,6 +134,14 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 env: s.env.unwrap_or_default(),
                 foreign,
             })),
+            SourceKind::Rtsp => Ok(SourceConfig::Rtsp(RtspSourceConfig {
+                url: s.url.unwrap_or_default(),
+                transport: s.transport.unwrap_or(PullTransport::Tcp),
+                username: s.username,
+                password: s.password,
+                stall_seconds: s.stall_seconds.unwrap_or(10),
+                foreign,
+            })),
         }
     }
 }
@@ -143,6 +164,11 @@ impl Serialize for SourceConfig {
             .serialize(serializer),
             SourceConfig::Exec(c) => Tagged {
                 kind: SourceKind::Exec,
+                config: c,
+            }
+            .serialize(serializer),
+            SourceConfig::Rtsp(c) => Tagged {
+                kind: SourceKind::Rtsp,
                 config: c,
             }
             .serialize(serializer),
@@ -220,11 +246,56 @@ impl ExecSourceConfig {
     }
 }
 
+/// How a pulled stream's RTP comes: interleaved on the RTSP connection
+/// (works through NAT and firewalls) or over UDP.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PullTransport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RtspSourceConfig {
+    /// `rtsp://[user:pass@]host[:port]/path`.
+    pub url: String,
+    pub transport: PullTransport,
+    /// Credentials, when not in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// No frame for this long reconnects.
+    pub stall_seconds: u32,
+    #[serde(skip)]
+    foreign: Option<String>,
+}
+
+impl RtspSourceConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        let ok = self
+            .url
+            .strip_prefix("rtsp://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+        if !ok {
+            return Err(("url".into(), "must be rtsp://host[:port]/path".into()));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(("username".into(), "is needed with password".into()));
+        }
+        if !(1..=600).contains(&self.stall_seconds) {
+            return Err(("stall_seconds".into(), "must be 1 to 600".into()));
+        }
+        Ok(())
+    }
+}
+
 impl SourceConfig {
     pub fn kind(&self) -> SourceKind {
         match self {
             SourceConfig::Test(_) => SourceKind::Test,
             SourceConfig::Exec(_) => SourceKind::Exec,
+            SourceConfig::Rtsp(_) => SourceKind::Rtsp,
         }
     }
 
@@ -232,6 +303,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Test(c) => c.foreign.as_deref(),
             SourceConfig::Exec(c) => c.foreign.as_deref(),
+            SourceConfig::Rtsp(c) => c.foreign.as_deref(),
         }
     }
 
@@ -250,6 +322,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Test(t) => t.validate(),
             SourceConfig::Exec(e) => e.validate(),
+            SourceConfig::Rtsp(r) => r.validate(),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod backoff;
 pub mod exec;
 mod pattern;
+pub mod pull;
 pub mod test;
 
 use std::future::Future;
@@ -39,6 +40,7 @@ pub fn build(config: &SourceConfig) -> Box<dyn Source> {
     match config {
         SourceConfig::Test(c) => Box::new(test::TestSource::new(c.clone())),
         SourceConfig::Exec(c) => Box::new(exec::ExecSource::new(c.clone())),
+        SourceConfig::Rtsp(c) => Box::new(pull::PullSource::new(c.clone())),
     }
 }
 
