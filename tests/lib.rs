@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod rtsp_client;
+pub mod rtsp_receiver;
 pub mod watch;
 
 /// The agent binary: `$STREAMSWITCH_BIN`, or `streamswitch` in the target
@@ -389,6 +390,28 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on port {port} after {timeout:?}");
+}
+
+/// Waits until something listens on 127.0.0.1:`port`, without connecting
+/// to it (a server that takes one client, like ffmpeg's RTSP listener,
+/// would take the probe for it): reads the kernel's socket table.
+pub fn wait_for_listener(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let needle = format!(":{port:04X} ");
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        // st 0A is LISTEN.
+        if table.lines().any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| format!("{a} ").ends_with(&needle))
+                && l.split_whitespace().nth(3) == Some("0A")
+        }) {
             return;
         }
         std::thread::sleep(Duration::from_millis(25));

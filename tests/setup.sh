@@ -5,7 +5,9 @@
 # web UI's browser tests, whose npm packages are pinned in
 # tests/browser/package-lock.json), Mosquitto and its clients (the MQTT
 # tests start their own brokers; the packaged service is not used) and
-# openssl (test certificates). Skips apt when all is there.
+# openssl (test certificates), nginx with its RTMP module (the RTMP uplink
+# tests start their own; the packaged service is not used). Skips apt when
+# all is there.
 set -euo pipefail
 
 need=()
@@ -18,6 +20,8 @@ command -v npm >/dev/null || need+=(npm)
 command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nginx >/dev/null || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

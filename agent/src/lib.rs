@@ -14,3 +14,4 @@ pub mod record;
 pub mod rtsp;
 pub mod source;
 pub mod status;
+pub mod uplink;

@@ -9,6 +9,7 @@ pub mod persist;
 pub mod record;
 pub mod rtsp;
 pub mod source;
+pub mod uplink;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,6 +25,7 @@ pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
 pub use source::{
     ExecFormat, ExecSourceConfig, PullTransport, RtspSourceConfig, SourceConfig, TestSourceConfig,
 };
+pub use uplink::{UplinkConfig, UplinkProtocol};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +65,9 @@ pub struct StreamConfig {
     pub source: SourceConfig,
     #[serde(default)]
     pub record: RecordConfig,
+    /// Where the stream is pushed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uplink: Vec<UplinkConfig>,
 }
 
 /// A configuration problem: where it is and what is wrong.
@@ -175,6 +180,10 @@ impl Config {
             s.record
                 .validate()
                 .map_err(|(k, m)| (format!("stream[{i}].record.{k}"), m))?;
+            for (j, u) in s.uplink.iter().enumerate() {
+                u.validate()
+                    .map_err(|(k, m)| (format!("stream[{i}].uplink[{j}].{k}"), m))?;
+            }
         }
         if self.rtsp.listen.port() != 0 && self.rtsp.listen == self.http.listen {
             return Err(("http.listen".into(), "must differ from rtsp.listen".into()));

@@ -11,11 +11,14 @@ use super::{Applied, Control};
 use crate::config::{Config, ConfigError};
 use crate::hub::Output;
 use crate::record::RecorderStatus;
+use crate::uplink::UplinkStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("no stream named `{0}`")]
     NoSuchStream(String),
+    #[error("stream `{stream}` has no uplink `{target}` (give its index or URL)")]
+    NoSuchUplink { stream: String, target: String },
     /// A config that cannot be applied: where and why.
     #[error("{0}")]
     Config(ConfigError),
@@ -43,6 +46,7 @@ pub struct StreamState {
     pub bytes: u64,
     pub viewers: BTreeMap<&'static str, u32>,
     pub recording: Option<RecorderStatus>,
+    pub uplinks: Vec<UplinkStatus>,
 }
 
 impl Control {
@@ -72,6 +76,7 @@ impl Control {
                         .map(|o| (o.as_str(), stats.viewers[*o as usize]))
                         .collect(),
                     recording: self.recorders.status(hub.name()),
+                    uplinks: r.uplink_statuses(),
                 }
             })
             .collect()
@@ -102,6 +107,29 @@ impl Control {
         self.recorders
             .status(stream)
             .ok_or_else(|| CommandError::NoSuchStream(stream.to_owned()))
+    }
+
+    /// Enables or disables one of a stream's uplinks (by index or URL)
+    /// until the next change of its config.
+    pub async fn set_uplink_enabled(
+        &self,
+        stream: &str,
+        target: &str,
+        on: bool,
+    ) -> Result<(), CommandError> {
+        let state = self.state.lock().await;
+        let r = state
+            .running
+            .get(stream)
+            .ok_or_else(|| CommandError::NoSuchStream(stream.to_owned()))?;
+        if r.uplinks().set_enabled(target, on) {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchUplink {
+                stream: stream.to_owned(),
+                target: target.to_owned(),
+            })
+        }
     }
 
     /// Asks a stream's source for a keyframe.

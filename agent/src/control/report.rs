@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Control;
 use crate::record::listing;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct AgentReport {
     pub device_id: String,
     pub version: &'static str,
@@ -20,7 +20,7 @@ pub struct AgentReport {
     pub clock: ClockReport,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct StreamReport {
     pub state: &'static str,
     pub last_error: Option<String>,
@@ -29,15 +29,17 @@ pub struct StreamReport {
     pub viewers: BTreeMap<&'static str, u32>,
     pub recording: bool,
     pub recording_error: Option<String>,
+    /// Per target: state, last error, bytes sent, drops.
+    pub uplinks: Vec<crate::uplink::UplinkStatus>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DiskReport {
     pub free_bytes: Option<u64>,
     pub recordings_bytes: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct ClockReport {
     /// The kernel's view (adjtimex); `null` when it cannot tell.
     pub synchronized: Option<bool>,
@@ -66,6 +68,7 @@ impl Control {
                         viewers: s.viewers,
                         recording,
                         recording_error,
+                        uplinks: s.uplinks,
                     },
                 )
             })

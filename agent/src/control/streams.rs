@@ -12,12 +12,14 @@ use crate::config::StreamConfig;
 use crate::hub::{Hub, SourceState, Streams};
 use crate::record::Recorders;
 use crate::source;
+use crate::uplink::{UplinkStatus, Uplinks};
 
 pub(super) struct RunningStream {
     config: StreamConfig,
     hub: Arc<Hub>,
     /// `None` while the source is stopped by a command.
     source: Option<SourceTask>,
+    uplinks: Uplinks,
 }
 
 struct SourceTask {
@@ -57,6 +59,7 @@ impl RunningStream {
         info!(stream = config.name, "stream started");
         Self {
             source: Some(SourceTask::start(&hub, config, shutdown)),
+            uplinks: Uplinks::start(&hub, &config.uplink, shutdown),
             config: config.clone(),
             hub,
         }
@@ -72,6 +75,14 @@ impl RunningStream {
 
     pub(super) fn source_running(&self) -> bool {
         self.source.is_some()
+    }
+
+    pub(super) fn uplinks(&self) -> &Uplinks {
+        &self.uplinks
+    }
+
+    pub(super) fn uplink_statuses(&self) -> Vec<UplinkStatus> {
+        self.uplinks.statuses()
     }
 
     /// Takes a changed section: the source restarts if its config changed,
@@ -91,6 +102,13 @@ impl RunningStream {
         if config.record != self.config.record {
             recorders.remove(&config.name).await;
             recorders.add(self.hub.clone(), &config.record);
+        }
+        if config.uplink != self.config.uplink {
+            let old = std::mem::replace(
+                &mut self.uplinks,
+                Uplinks::start(&self.hub, &config.uplink, shutdown),
+            );
+            old.stop().await;
         }
         self.config = config.clone();
     }
@@ -116,6 +134,7 @@ impl RunningStream {
         if let Some(s) = self.source {
             s.stop().await;
         }
+        self.uplinks.stop().await;
         recorders.remove(&self.config.name).await;
         streams.remove(&self.config.name);
         self.hub.close();

@@ -5,6 +5,7 @@
 //! - `POST /api/streams/{stream}/start|stop`: the stream's source
 //! - `POST /api/streams/{stream}/keyframe`
 //! - `POST /api/recordings/{stream}/start|stop`
+//! - `POST /api/streams/{stream}/uplinks/{index}/enable|disable`
 //! - `GET /api/config`, `PUT /api/config` (TOML or JSON), `PATCH /api/config`
 //!   (JSON merge patch)
 
@@ -29,6 +30,10 @@ pub fn routes() -> Router<Arc<Control>> {
         .route("/api/streams", get(streams))
         .route("/api/streams/{stream}/{action}", post(stream_action))
         .route("/api/recordings/{stream}/{action}", post(recording_action))
+        .route(
+            "/api/streams/{stream}/uplinks/{target}/{action}",
+            post(uplink_action),
+        )
         .route("/api/status", get(agent_status))
         .route(
             "/api/config",
@@ -51,6 +56,25 @@ async fn stream_action(
         _ => return (StatusCode::NOT_FOUND, error_body("unknown action")).into_response(),
     };
     match result {
+        Ok(()) => {
+            let states = control.stream_states().await;
+            Json(states.into_iter().find(|s| s.name == stream)).into_response()
+        }
+        Err(e) => command_error(e),
+    }
+}
+
+/// `enable` or `disable` the uplink at index `target`.
+async fn uplink_action(
+    State(control): State<Arc<Control>>,
+    Path((stream, target, action)): Path<(String, String, String)>,
+) -> Response {
+    let on = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return (StatusCode::NOT_FOUND, error_body("unknown action")).into_response(),
+    };
+    match control.set_uplink_enabled(&stream, &target, on).await {
         Ok(()) => {
             let states = control.stream_states().await;
             Json(states.into_iter().find(|s| s.name == stream)).into_response()
@@ -139,7 +163,7 @@ fn bad_request(message: &str) -> Response {
 
 fn command_error(e: CommandError) -> Response {
     match &e {
-        CommandError::NoSuchStream(_) => {
+        CommandError::NoSuchStream(_) | CommandError::NoSuchUplink { .. } => {
             (StatusCode::NOT_FOUND, error_body(&e.to_string())).into_response()
         }
         CommandError::Config(c) => (

@@ -87,6 +87,48 @@ async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
             );
         }
     }
+    let uplinks: Vec<(String, crate::uplink::UplinkStatus)> = ctx
+        .stream_states()
+        .await
+        .into_iter()
+        .flat_map(|s| {
+            let name = s.name;
+            s.uplinks.into_iter().map(move |u| (name.clone(), u))
+        })
+        .collect();
+    m.family(
+        "streamswitch_uplink_publishing",
+        "gauge",
+        "1 while the uplink publishes to its target.",
+    );
+    for (name, u) in &uplinks {
+        let up = u.state == crate::uplink::UplinkState::Publishing;
+        m.sample(&[("stream", name), ("target", &u.target)], u64::from(up));
+    }
+    m.family(
+        "streamswitch_uplink_bytes_total",
+        "counter",
+        "Bytes the uplink sent to its target.",
+    );
+    for (name, u) in &uplinks {
+        m.sample(&[("stream", name), ("target", &u.target)], u.bytes_sent);
+    }
+    m.family(
+        "streamswitch_uplink_dropped_frames_total",
+        "counter",
+        "Frames the uplink dropped because its link was too slow.",
+    );
+    for (name, u) in &uplinks {
+        m.sample(&[("stream", name), ("target", &u.target)], u.dropped_frames);
+    }
+    m.family(
+        "streamswitch_uplink_connects_total",
+        "counter",
+        "Connections the uplink made to its target.",
+    );
+    for (name, u) in &uplinks {
+        m.sample(&[("stream", name), ("target", &u.target)], u.connects);
+    }
     m.family(
         "streamswitch_hls_muxers",
         "gauge",

@@ -13,7 +13,7 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Ids remembered to carry each command out at most once.
 const REMEMBERED_IDS: usize = 256;
 
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "status",
     "record",
     "stream",
@@ -22,6 +22,7 @@ pub const NAMES: [&str; 8] = [
     "config.get",
     "config.set",
     "restart",
+    "uplink",
 ];
 
 #[derive(Debug, PartialEq)]
@@ -48,6 +49,11 @@ pub enum Command {
         config: Value,
     },
     Restart,
+    Uplink {
+        stream: String,
+        target: String,
+        enabled: bool,
+    },
 }
 
 #[derive(Deserialize)]
@@ -80,6 +86,15 @@ struct ConfigArg {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Nothing {}
+
+/// `target`: the uplink's index (a number or its string) or URL.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UplinkSwitch {
+    stream: String,
+    target: Value,
+    enabled: bool,
+}
 
 /// A request: its id (echoed, `null` when absent) and the command, or the
 /// error to answer with.
@@ -138,6 +153,18 @@ pub fn parse(name: &str, payload: &[u8]) -> Request {
         "config.get" => args_of::<Nothing>(args).map(|_| Command::ConfigGet),
         "config.set" => args_of::<ConfigArg>(args).map(|a| Command::ConfigSet { config: a.config }),
         "restart" => args_of::<Nothing>(args).map(|_| Command::Restart),
+        "uplink" => args_of::<UplinkSwitch>(args).and_then(|a| {
+            let target = match a.target {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                _ => return Err("bad arguments: `target` is an index or a URL".into()),
+            };
+            Ok(Command::Uplink {
+                stream: a.stream,
+                target,
+                enabled: a.enabled,
+            })
+        }),
         other => Err(format!(
             "unknown command `{other}`; the commands are: {}",
             NAMES.join(", ")

@@ -94,6 +94,9 @@ fn signature(states: &[crate::control::StreamState], revision: u64) -> String {
             rec.and_then(|r| r.last_error.as_deref()),
             s.source_enabled
         ));
+        for u in &s.uplinks {
+            sig.push_str(&format!(":{}", u.state.as_str()));
+        }
     }
     sig
 }
@@ -398,5 +401,18 @@ async fn execute(control: &Control, command: Command) -> Result<Value, String> {
             .map(|applied| json!(applied))
             .map_err(|e| e.to_string()),
         Command::Restart => Ok(json!({"restarting": true})),
+        Command::Uplink {
+            stream,
+            target,
+            enabled,
+        } => {
+            control
+                .set_uplink_enabled(&stream, &target, enabled)
+                .await
+                .map_err(|e| e.to_string())?;
+            let states = control.stream_states().await;
+            let s = states.into_iter().find(|s| s.name == stream);
+            Ok(json!(s.map(|s| s.uplinks)))
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! RTP/RTCP, transport, auth) and the tokio glue that serves them.
 
 pub mod auth;
+pub mod client_auth;
 mod connection;
 pub mod message;
-mod player;
+pub(crate) mod player;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;

@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::rtp::{self, aac, h264, h265, RtpTrack};
+use super::rtp::{self, RtpTrack};
 use super::sdp;
 use crate::hub::{Fanout, GopLimits, Hub, Subscription};
-use crate::media::h264::{length_prefixed, NAL_SPS};
-use crate::media::{rescale, Item, SharedStreamInfo, TrackParams};
+use crate::media::{rescale, Item, SharedStreamInfo};
 
 /// Bursts a session may fall behind before it skips to the next keyframe:
 /// about 4 s of 30 fps video.
@@ -171,23 +170,7 @@ async fn packetize_items(shared: &StageShared, mut items: Subscription, max_pack
         };
         let ts = shared.rtp_time(frame.track, frame.pts.max(0));
         let track = &mut tracks[frame.track];
-        match track_params {
-            TrackParams::H264(p) => {
-                let sets: [&[u8]; 2] = [&p.sps, &p.pps];
-                let au = with_parameter_sets(&frame.data, frame.key, &sets, is_h264_sps);
-                h264::packetize(&au, max_packet, ts, track, &mut out)
-            }
-            TrackParams::H265(p) => {
-                let sets: [&[u8]; 3] = [&p.vps, &p.sps, &p.pps];
-                let au = with_parameter_sets(&frame.data, frame.key, &sets, is_h265_sps);
-                h265::packetize(&au, max_packet, ts, track, &mut out)
-            }
-            TrackParams::Aac(_) => {
-                if !aac::packetize(&frame.data, max_packet, ts, track, &mut out) {
-                    tracing::debug!(len = frame.data.len(), "AAC frame too large for one packet");
-                }
-            }
-        }
+        rtp::packetize(track_params, &frame, max_packet, ts, track, &mut out);
         pending.extend(out.drain(..).map(|data| RtpPacket {
             track: frame.track,
             data,
@@ -229,32 +212,6 @@ async fn packetize_items(shared: &StageShared, mut items: Subscription, max_pack
     }
 }
 
-/// A keyframe with the stream's parameter sets (SPS and PPS; VPS too for
-/// H.265) in front when it does not carry an SPS itself: a client that
-/// joined with the SDP's parameter sets gets new ones in band before the
-/// first picture that needs them.
-fn with_parameter_sets(au: &Bytes, key: bool, sets: &[&[u8]], is_sps: fn(&[u8]) -> bool) -> Bytes {
-    if !key
-        || sets.iter().any(|s| s.is_empty())
-        || crate::media::h264::nal_units(au).any(|n| is_sps(&n))
-    {
-        return au.clone();
-    }
-    let sets = length_prefixed(sets.iter().copied());
-    let mut joined = BytesMut::with_capacity(sets.len() + au.len());
-    joined.extend_from_slice(&sets);
-    joined.extend_from_slice(au);
-    joined.freeze()
-}
-
-fn is_h264_sps(nal: &[u8]) -> bool {
-    nal.first().map(|b| b & 0x1f) == Some(NAL_SPS)
-}
-
-fn is_h265_sps(nal: &[u8]) -> bool {
-    crate::media::h265::nal_type(nal) == Some(crate::media::h265::NAL_SPS)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -263,7 +220,8 @@ mod tests {
 
     use super::*;
     use crate::media::aac::AacParams;
-    use crate::media::h264::H264Params;
+    use crate::media::h264::{length_prefixed, H264Params};
+    use crate::media::TrackParams;
     use crate::media::{Frame, TrackInfo};
 
     fn tracks(sps_tail: u8) -> Vec<TrackInfo> {

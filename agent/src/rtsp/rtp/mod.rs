@@ -5,7 +5,10 @@ pub mod aac;
 pub mod h264;
 pub mod h265;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::media::h264::{length_prefixed, nal_units, NAL_SPS};
+use crate::media::{h265 as hevc, Frame, TrackParams};
 
 pub const HEADER_LEN: usize = 12;
 
@@ -60,6 +63,58 @@ pub fn parse(packet: &[u8]) -> Option<(ParsedHeader, &[u8])> {
     ))
 }
 
+/// Packetizes one frame of a track with `params`, keyframes with the
+/// track's parameter sets in band (see [`with_parameter_sets`]).
+pub fn packetize(
+    params: &TrackParams,
+    frame: &Frame,
+    max_packet: usize,
+    timestamp: u32,
+    track: &mut RtpTrack,
+    out: &mut Vec<Bytes>,
+) {
+    match params {
+        TrackParams::H264(p) => {
+            let sets: [&[u8]; 2] = [&p.sps, &p.pps];
+            let au = with_parameter_sets(&frame.data, frame.key, &sets, is_h264_sps);
+            h264::packetize(&au, max_packet, timestamp, track, out)
+        }
+        TrackParams::H265(p) => {
+            let sets: [&[u8]; 3] = [&p.vps, &p.sps, &p.pps];
+            let au = with_parameter_sets(&frame.data, frame.key, &sets, is_h265_sps);
+            h265::packetize(&au, max_packet, timestamp, track, out)
+        }
+        TrackParams::Aac(_) => {
+            if !aac::packetize(&frame.data, max_packet, timestamp, track, out) {
+                tracing::debug!(len = frame.data.len(), "AAC frame too large for one packet");
+            }
+        }
+    }
+}
+
+/// A keyframe with the stream's parameter sets (SPS and PPS; VPS too for
+/// H.265) in front when it does not carry an SPS itself: a client that
+/// joined with the SDP's parameter sets gets new ones in band before the
+/// first picture that needs them.
+fn with_parameter_sets(au: &Bytes, key: bool, sets: &[&[u8]], is_sps: fn(&[u8]) -> bool) -> Bytes {
+    if !key || sets.iter().any(|s| s.is_empty()) || nal_units(au).any(|n| is_sps(&n)) {
+        return au.clone();
+    }
+    let sets = length_prefixed(sets.iter().copied());
+    let mut joined = BytesMut::with_capacity(sets.len() + au.len());
+    joined.extend_from_slice(&sets);
+    joined.extend_from_slice(au);
+    joined.freeze()
+}
+
+fn is_h264_sps(nal: &[u8]) -> bool {
+    nal.first().map(|b| b & 0x1f) == Some(NAL_SPS)
+}
+
+fn is_h265_sps(nal: &[u8]) -> bool {
+    hevc::nal_type(nal) == Some(hevc::NAL_SPS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,3 +144,4 @@ mod tests {
         assert_eq!(t.next_seq, 0);
     }
 }
+
