@@ -405,9 +405,13 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     };
     let hls_viewers = "streamswitch_stream_viewers{stream=\"cam\",protocol=\"hls\"}";
     let video = "streamswitch_stream_frames_total{stream=\"cam\",kind=\"video\"}";
+    // "source ready" is logged as the first frame arrives; the state
+    // follows it.
+    let up = "streamswitch_stream_up{stream=\"cam\"}";
+    agent.wait_for_metric(up, Duration::from_secs(5), |v| v == 1.0);
     let before = scrape();
     assert_eq!(before.get(hls_viewers), 0.0);
-    assert_eq!(before.get("streamswitch_stream_up{stream=\"cam\"}"), 1.0);
+    assert_eq!(before.get(up), 1.0);
 
     // ffmpeg watches the stream for 4 s in the background.
     let url = agent.http_url("/cam/index.m3u8");
@@ -430,8 +434,18 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
             Duration::from_secs(30),
         )
     });
-    // ffmpeg is reading once it counts as a viewer.
+    // ffmpeg is reading once it counts as a viewer; the recorder has
+    // written a fragment (1 s) and a full second of media is counted.
     agent.wait_for_metric(hls_viewers, Duration::from_secs(10), |v| v == 1.0);
+    let recorded = "streamswitch_recording_bytes_total{stream=\"cam\"}";
+    agent.wait_for_metric(recorded, Duration::from_secs(10), |v| {
+        v > before.get(recorded)
+    });
+    agent.wait_for_metric(
+        "streamswitch_stream_fps{stream=\"cam\"}",
+        Duration::from_secs(10),
+        |v| v > 0.0,
+    );
     let during = scrape();
     assert_eq!(during.get(hls_viewers), 1.0);
     assert_eq!(during.get("streamswitch_hls_muxers"), 1.0);
@@ -440,7 +454,6 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     assert!(during.get(bytes) > before.get(bytes));
     let audio = "streamswitch_stream_frames_total{stream=\"cam\",kind=\"audio\"}";
     assert!(during.get(audio) > before.get(audio));
-    let recorded = "streamswitch_recording_bytes_total{stream=\"cam\"}";
     assert!(during.get(recorded) > before.get(recorded));
     assert_eq!(
         during.get("streamswitch_recording_active{stream=\"cam\"}"),
