@@ -56,7 +56,7 @@ pub fn send(
         .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut stream = TcpStream::connect(host)?;
+    let mut stream = connect(host, None)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -71,6 +71,36 @@ pub fn send(
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse(&raw, method == "HEAD")
+}
+
+/// Like [`request`] (GET), sent from the local address `from` (such as
+/// 127.0.0.2): the agent sees another client host.
+pub fn get_from(from: std::net::IpAddr, url: &str) -> std::io::Result<Response> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = connect(host, Some(from))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw, false)
+}
+
+/// A TCP connection to `host` (`ip:port`), from `from` when given.
+fn connect(host: &str, from: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let addr: std::net::SocketAddr = host
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("not ip:port: {host}")))?;
+    let Some(from) = from else {
+        return TcpStream::connect(addr);
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::new(from, 0).into())?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// POSTs a JSON body (a command of the API).

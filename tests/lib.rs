@@ -196,14 +196,77 @@ impl Agent {
         );
     }
 
-    /// Starts the binary again on the same config and data dir.
+    /// Starts the binary again on the same config file (as the test or
+    /// the agent left it) and data dir, on fresh ports: the old ones may
+    /// be taken by another test while the agent is down. Retries with new
+    /// ports like [`Agent::start`].
     pub fn restart(&mut self) {
         self.kill();
-        assert!(
-            self.spawn(),
+        for _ in 0..3 {
+            let config = std::fs::read_to_string(&self.config_path).expect("read config");
+            let (old_rtsp, old_http) = (self.rtsp_port, self.http_port);
+            [self.rtsp_port, self.http_port] = free_ports();
+            let config = config
+                .replace(
+                    &format!("listen = \"127.0.0.1:{old_rtsp}\""),
+                    &format!("listen = \"127.0.0.1:{}\"", self.rtsp_port),
+                )
+                .replace(
+                    &format!("listen = \"127.0.0.1:{old_http}\""),
+                    &format!("listen = \"127.0.0.1:{}\"", self.http_port),
+                );
+            assert!(
+                config.contains(&format!("127.0.0.1:{}", self.rtsp_port))
+                    && config.contains(&format!("127.0.0.1:{}", self.http_port)),
+                "the config no longer holds the fixture's listen lines:\n{config}"
+            );
+            std::fs::write(&self.config_path, config).expect("write config");
+            let lines_before = self.log().len();
+            if self.spawn() {
+                return;
+            }
+            let since: Vec<String> = self.log()[lines_before..].to_vec();
+            if !since.iter().any(|l| l.contains("cannot listen")) {
+                break;
+            }
+        }
+        panic!(
             "the agent did not start again; log:\n{}",
             self.log().join("\n")
         );
+    }
+
+    /// The value of one series of `/metrics`, such as
+    /// `streamswitch_stream_viewers{stream="cam",protocol="hls"}`; panics
+    /// when the agent does not export it.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = http::get(&self.http_url("/metrics")).text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+    }
+
+    /// Waits until `cond` holds for the value of `series` in `/metrics`;
+    /// panics with the last value after `timeout`.
+    pub fn wait_for_metric(
+        &self,
+        series: &str,
+        timeout: Duration,
+        cond: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(series);
+            if cond(v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} is {v} after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Starts the binary; false if it exited before listening.
@@ -351,8 +414,18 @@ impl Agent {
 
     /// SIGTERM, then waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.stop_with("TERM", timeout)
+    }
+
+    /// Sends `signal` (`TERM`, `INT`), then waits up to `timeout` for the
+    /// exit status.
+    pub fn stop_with(
+        &mut self,
+        signal: &str,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        unsafe_kill(child.id(), "TERM");
+        unsafe_kill(child.id(), signal);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {

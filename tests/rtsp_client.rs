@@ -3,7 +3,7 @@
 //! what retina will not do: show the bare 401, or stop reading its socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -389,4 +389,98 @@ pub fn track_controls(base: &str, sdp: &str) -> Vec<String> {
         }
     }
     controls
+}
+
+/// A raw UDP session: the RTSP connection, the session id, the client's
+/// RTP sockets and, per track, its RTCP socket and the server's RTCP
+/// address.
+pub struct UdpSession {
+    pub rtsp: RawRtsp,
+    pub session: String,
+    pub rtp: Vec<UdpSocket>,
+    pub rtcp: Vec<(UdpSocket, std::net::SocketAddr)>,
+}
+
+impl UdpSession {
+    /// DESCRIBE, SETUP of every track over UDP, PLAY.
+    pub fn play(port: u16, url: &str) -> UdpSession {
+        let mut rtsp = RawRtsp::connect(port).unwrap();
+        let describe = rtsp.request("DESCRIBE", url, &[]).unwrap();
+        assert_eq!(describe.status, 200, "DESCRIBE");
+        let base = describe.header("Content-Base").unwrap_or(url).to_owned();
+        let sdp = String::from_utf8_lossy(&describe.body).into_owned();
+        let (mut rtp_sockets, mut rtcp_sockets) = (Vec::new(), Vec::new());
+        let mut session: Option<String> = None;
+        for control in track_controls(&base, &sdp) {
+            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let transport = format!(
+                "RTP/AVP;unicast;client_port={}-{}",
+                rtp.local_addr().unwrap().port(),
+                rtcp.local_addr().unwrap().port()
+            );
+            let mut headers = vec![("Transport", transport.as_str())];
+            if let Some(s) = &session {
+                headers.push(("Session", s));
+            }
+            let setup = rtsp.request("SETUP", &control, &headers).unwrap();
+            assert_eq!(setup.status, 200);
+            let id = setup.header("Session").unwrap();
+            session = Some(id.split(';').next().unwrap().to_owned());
+            let server_rtcp: u16 = setup
+                .header("Transport")
+                .unwrap()
+                .split(';')
+                .find_map(|p| p.strip_prefix("server_port="))
+                .and_then(|p| p.split('-').nth(1))
+                .and_then(|p| p.parse().ok())
+                .expect("server_port in the SETUP response");
+            // Drained without blocking, so that the reports go out on time.
+            rtp.set_nonblocking(true).unwrap();
+            rtp_sockets.push(rtp);
+            rtcp_sockets.push((rtcp, ([127, 0, 0, 1], server_rtcp).into()));
+        }
+        let session = session.unwrap();
+        let play = rtsp.request("PLAY", url, &[("Session", &session)]).unwrap();
+        assert_eq!(play.status, 200);
+        UdpSession {
+            rtsp,
+            session,
+            rtp: rtp_sockets,
+            rtcp: rtcp_sockets,
+        }
+    }
+
+    /// Counts the RTP datagrams arriving during `window`, keeping the
+    /// sockets drained; sends an RTCP receiver report on every track each
+    /// second when `report`.
+    pub fn count(&self, window: Duration, report: bool) -> usize {
+        self.receive(window, report, |_| {})
+    }
+
+    /// Like [`UdpSession::count`], handing every RTP datagram to `seen`.
+    pub fn receive(&self, window: Duration, report: bool, mut seen: impl FnMut(&[u8])) -> usize {
+        let deadline = Instant::now() + window;
+        let mut next_report = Instant::now();
+        let mut n = 0;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            if report && Instant::now() >= next_report {
+                next_report += Duration::from_secs(1);
+                // RTCP RR with no report block (RFC 3550 6.4.2).
+                let rr = [0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78];
+                for (socket, server) in &self.rtcp {
+                    socket.send_to(&rr, server).unwrap();
+                }
+            }
+            for s in &self.rtp {
+                while let Ok(len) = s.recv(&mut buf) {
+                    seen(&buf[..len]);
+                    n += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        n
+    }
 }

@@ -149,3 +149,49 @@ pub fn probed_stream<'a>(probed: &'a Value, kind: &str) -> Option<&'a Value> {
         .iter()
         .find(|s| s["codec_type"] == kind)
 }
+
+/// Where video and audio begin and end on the timeline of `input` as
+/// ffprobe reads its packets (with `args` before the input, such as
+/// `-read_intervals %+4`): (audio start - video start, audio end - video
+/// end) in seconds. A source whose tracks are captured together (the test
+/// source stamps both from one clock) must keep both near 0: an output
+/// that shifts or stretches one track moves them.
+pub fn av_offsets(args: &[&str], input: &str) -> Result<(f64, f64), String> {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .args([
+                "-show_entries",
+                "packet=codec_type,pts_time,duration_time",
+                "-of",
+                "csv=p=0",
+                input,
+            ]),
+        Duration::from_secs(60),
+    );
+    if !ok {
+        return Err(err);
+    }
+    let mut spans = [(f64::INFINITY, f64::NEG_INFINITY); 2];
+    for line in out.lines() {
+        let mut f = line.split(',');
+        let kind = match f.next() {
+            Some("video") => 0,
+            Some("audio") => 1,
+            _ => continue,
+        };
+        let Some(pts) = f.next().and_then(|t| t.parse::<f64>().ok()) else {
+            continue;
+        };
+        let duration = f.next().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0);
+        let span = &mut spans[kind];
+        span.0 = span.0.min(pts);
+        span.1 = span.1.max(pts + duration);
+    }
+    let [video, audio] = spans;
+    if !video.0.is_finite() || !audio.0.is_finite() {
+        return Err(format!("not both tracks in {input}: {out}"));
+    }
+    Ok((audio.0 - video.0, audio.1 - video.1))
+}

@@ -138,7 +138,7 @@ async function checkPageRecordings(page) {
   await waitPlaying(page, "#rec-video");
   rec.src = await page.$eval("#rec-video", (v) => v.currentSrc);
   rec.duration = await page.$eval("#rec-video", (v) => v.duration);
-  rec.samples = await sampleCurrentTime(page, "#rec-video", 2000);
+  rec.samples = await sampleCurrentTime(page, "#rec-video", 3000);
 }
 
 async function checkBareHlsJs(context) {

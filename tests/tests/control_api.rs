@@ -184,7 +184,12 @@ fn moving_the_rtsp_port_keeps_hls_readers_playing() {
             }
         })
     };
-    std::thread::sleep(Duration::from_secs(2));
+    // The HLS reader is reading before the port moves.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while *fetched.lock().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the HLS reader fetched nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -64,7 +64,26 @@ fn sighup_adds_removes_and_changes_streams_and_leaves_the_others_alone() {
     assert!(keep.wait_for(Duration::from_secs(10), |s| s.frames > FPS as u64));
     assert!(gone.wait_for(Duration::from_secs(10), |s| s.packets > 0));
     // The recording of `gone` needs a fragment or two on disk.
-    std::thread::sleep(Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all: Value =
+            serde_json::from_slice(&get(&agent.http_url("/api/recordings/status")).body).unwrap();
+        let fragments = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream"] == "gone")
+            .and_then(|s| s["fragments"].as_u64())
+            .unwrap_or(0);
+        if fragments >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gone recorded no fragment: {all}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let before = keep.stats();
     let started = Instant::now();
 

@@ -439,6 +439,8 @@ fn broken_programs_are_down_with_a_clear_error_and_back_off() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
+    // A window of 8 s: the good stream plays beside the broken ones while
+    // they fail and back off (the checks below count what happened in it).
     std::thread::sleep(Duration::from_secs(8));
     for (name, needle) in [
         ("missing", "/nonexistent/camera-program"),

@@ -115,6 +115,89 @@ fn without_cors_origin_no_cors_header_and_disabled_hls_is_not_found() {
     assert_eq!(get(&agent.http_url("/cam/index.m3u8")).status, 404);
 }
 
+/// Every route the agent's router serves, read from its source: each
+/// `.route("<path>", <methods>)` under agent/src, with the HTTP methods
+/// its method router names. A route added anywhere shows up here, so the
+/// authentication test below cannot miss it.
+fn agent_routes() -> Vec<(String, String)> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/src");
+    let mut files = vec![src];
+    let mut routes = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                files.push(e.unwrap().path());
+            }
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            // The call's arguments, up to the matching parenthesis.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .unwrap_or_else(|| panic!("unbalanced .route( in {}", path.display()));
+            let args = &rest[..end];
+            let open = args.find('"').expect("a path literal");
+            let close = open + 1 + args[open + 1..].find('"').unwrap();
+            let route = &args[open + 1..close];
+            let methods = &args[close..];
+            let mut found = 0;
+            for m in ["get", "post", "put", "patch", "delete"] {
+                let named = methods
+                    .match_indices(&format!("{m}("))
+                    .any(|(i, _)| i == 0 || !methods.as_bytes()[i - 1].is_ascii_alphanumeric());
+                if named {
+                    routes.push((m.to_ascii_uppercase(), route.to_owned()));
+                    found += 1;
+                }
+            }
+            assert!(found > 0, "no method for {route} in {}", path.display());
+        }
+    }
+    routes.sort();
+    routes
+}
+
+/// A concrete request path for a route: each `{parameter}` gets a value
+/// that names something real (or at least well-formed) on the test agent.
+fn example_path(route: &str) -> String {
+    let file = match route {
+        "/assets/{file}" => "app.js",
+        "/{stream}/{file}" => "index.m3u8",
+        "/recordings/{stream}/{day}/{file}" => "cam_20000101T000000.000Z.mp4",
+        _ => "",
+    };
+    let mut out = route.to_owned();
+    for (name, value) in [
+        ("{stream}", "cam"),
+        ("{action}", "keyframe"),
+        ("{day}", "2000-01-01"),
+        ("{file}", file),
+    ] {
+        out = out.replace(name, value);
+    }
+    assert!(
+        !out.contains('{') && !out.ends_with('/') || out == "/",
+        "no example for {route}: add one to example_path"
+    );
+    out
+}
+
 #[test]
 fn authentication_covers_every_route() {
     let agent = Agent::start(&format!(
@@ -126,6 +209,7 @@ fn authentication_covers_every_route() {
     let basic = ("Authorization", "Basic YWRtaW46cHc6MQ==");
     let wrong = ("Authorization", "Basic YWRtaW46cHc6Mg==");
     let bearer = ("Authorization", "Bearer tok-42");
+    let bad_token = ("Authorization", "Bearer tok-43");
     let playlist = request("GET", &agent.http_url("/cam/index.m3u8"), &[bearer]).unwrap();
     let init = format!(
         "/cam/{}",
@@ -134,26 +218,64 @@ fn authentication_covers_every_route() {
             .map_uri
             .expect("EXT-X-MAP")
     );
-    for path in ["/api/streams", "/metrics", "/cam/index.m3u8", init.as_str()] {
+    let routes = agent_routes();
+    println!("routes: {routes:?}");
+    for expected in [
+        "/",
+        "/metrics",
+        "/api/status",
+        "/api/config",
+        "/assets/{file}",
+    ] {
+        assert!(
+            routes.iter().any(|(_, r)| r == expected),
+            "{expected} not found among {routes:?}: the route reader is broken"
+        );
+    }
+    let mut cases: Vec<(String, String)> = routes
+        .iter()
+        .map(|(m, r)| (m.clone(), example_path(r)))
+        .collect();
+    // The HLS route serves more than playlists.
+    cases.push(("GET".into(), init));
+    cases.push(("HEAD".into(), "/cam/index.m3u8".into()));
+    for (method, path) in &cases {
         let url = agent.http_url(path);
-        let res = request("GET", &url, &[]).unwrap();
-        assert_eq!(res.status, 401, "{path}");
+        let body: &[u8] = match method.as_str() {
+            "PUT" | "PATCH" => b"{}",
+            _ => b"",
+        };
+        let send = |headers: &[(&str, &str)]| {
+            streamswitch_tests::http::send(method, &url, headers, body)
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        };
+        let res = send(&[]);
+        assert_eq!(res.status, 401, "{method} {path} without credentials");
         let challenges = res.all("www-authenticate").join(" | ");
-        assert!(challenges.contains("Basic realm="), "{challenges}");
-        assert!(challenges.contains("Bearer"), "{challenges}");
-        assert_eq!(request("GET", &url, &[wrong]).unwrap().status, 401);
-        let bad_token = ("Authorization", "Bearer tok-43");
-        assert_eq!(request("GET", &url, &[bad_token]).unwrap().status, 401);
-        assert_eq!(
-            request("GET", &url, &[basic]).unwrap().status,
-            200,
-            "{path}"
+        assert!(
+            challenges.contains("Basic realm="),
+            "{method} {path}: {challenges}"
         );
-        assert_eq!(
-            request("GET", &url, &[bearer]).unwrap().status,
-            200,
-            "{path}"
+        assert!(
+            challenges.contains("Bearer"),
+            "{method} {path}: {challenges}"
         );
+        assert_eq!(send(&[wrong]).status, 401, "{method} {path} wrong password");
+        assert_eq!(
+            send(&[bad_token]).status,
+            401,
+            "{method} {path} wrong token"
+        );
+        for good in [basic, bearer] {
+            let res = send(&[good]);
+            assert!(
+                res.status != 401 && res.status != 405,
+                "{method} {path} with {}: {} {}",
+                good.1,
+                res.status,
+                res.text()
+            );
+        }
     }
     // Preflights carry no credentials and still pass.
     let pre = request(
@@ -283,9 +405,13 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     };
     let hls_viewers = "streamswitch_stream_viewers{stream=\"cam\",protocol=\"hls\"}";
     let video = "streamswitch_stream_frames_total{stream=\"cam\",kind=\"video\"}";
+    // "source ready" is logged as the first frame arrives; the state
+    // follows it.
+    let up = "streamswitch_stream_up{stream=\"cam\"}";
+    agent.wait_for_metric(up, Duration::from_secs(5), |v| v == 1.0);
     let before = scrape();
     assert_eq!(before.get(hls_viewers), 0.0);
-    assert_eq!(before.get("streamswitch_stream_up{stream=\"cam\"}"), 1.0);
+    assert_eq!(before.get(up), 1.0);
 
     // ffmpeg watches the stream for 4 s in the background.
     let url = agent.http_url("/cam/index.m3u8");
@@ -308,7 +434,18 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
             Duration::from_secs(30),
         )
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // ffmpeg is reading once it counts as a viewer; the recorder has
+    // written a fragment (1 s) and a full second of media is counted.
+    agent.wait_for_metric(hls_viewers, Duration::from_secs(10), |v| v == 1.0);
+    let recorded = "streamswitch_recording_bytes_total{stream=\"cam\"}";
+    agent.wait_for_metric(recorded, Duration::from_secs(10), |v| {
+        v > before.get(recorded)
+    });
+    agent.wait_for_metric(
+        "streamswitch_stream_fps{stream=\"cam\"}",
+        Duration::from_secs(10),
+        |v| v > 0.0,
+    );
     let during = scrape();
     assert_eq!(during.get(hls_viewers), 1.0);
     assert_eq!(during.get("streamswitch_hls_muxers"), 1.0);
@@ -317,7 +454,6 @@ fn metrics_move_and_follow_an_hls_client_until_it_idles_out() {
     assert!(during.get(bytes) > before.get(bytes));
     let audio = "streamswitch_stream_frames_total{stream=\"cam\",kind=\"audio\"}";
     assert!(during.get(audio) > before.get(audio));
-    let recorded = "streamswitch_recording_bytes_total{stream=\"cam\"}";
     assert!(during.get(recorded) > before.get(recorded));
     assert_eq!(
         during.get("streamswitch_recording_active{stream=\"cam\"}"),

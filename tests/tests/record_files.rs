@@ -7,6 +7,7 @@ mod record_common;
 use std::time::Duration;
 
 use record_common::*;
+use streamswitch_tests::watch::av_offsets;
 use streamswitch_tests::Agent;
 
 #[test]
@@ -17,10 +18,10 @@ fn segments_have_the_configured_length_and_decode() {
     wait_for("four closed files", Duration::from_secs(30), || {
         (closed_files(&data).len() >= 4).then_some(())
     });
-    assert!(
-        agent.terminate(Duration::from_secs(10)).is_some(),
-        "clean stop"
-    );
+    let status = agent
+        .terminate(Duration::from_secs(10))
+        .expect("the agent stops within 10 s of SIGTERM");
+    assert!(status.success(), "SIGTERM: the agent exited with {status}");
     assert!(
         partial_files(&data).is_empty(),
         "a clean stop closes the file"
@@ -44,6 +45,14 @@ fn segments_have_the_configured_length_and_decode() {
             "{}: ffprobe {d} s, packets {span} s",
             f.display()
         );
+        // Audio and video in step: both tracks start and end together
+        // (within an audio frame and a video frame).
+        let (start, end) = av_offsets(&[], f.to_str().unwrap()).unwrap();
+        assert!(
+            start.abs() <= 0.1 && end.abs() <= 0.1,
+            "{}: audio starts {start:+.3} s and ends {end:+.3} s from video",
+            f.display()
+        );
         let declared = declared_duration(f);
         assert!(
             (declared - span).abs() < 0.1,
@@ -51,8 +60,16 @@ fn segments_have_the_configured_length_and_decode() {
             f.display()
         );
     }
-    // The last one was cut by the stop, at any length.
-    assert!(probe_duration(last) > 0.0);
+    // The last one was cut by the stop, at any length; its header still
+    // declares its duration, within one fragment (500 ms) of its packets.
+    let span = media_span(last);
+    assert!(span > 0.0, "{}: empty", last.display());
+    let declared = declared_duration(last);
+    assert!(
+        (declared - span).abs() <= 0.5,
+        "{} (closed by SIGTERM): header {declared} s, packets {span} s",
+        last.display()
+    );
     for f in &files {
         assert_eq!(decode_errors(f), "", "{}", f.display());
         let name = f.file_name().unwrap().to_str().unwrap();

@@ -8,15 +8,10 @@ use std::time::Duration;
 use record_common::*;
 use streamswitch_tests::Agent;
 
+/// Unix milliseconds of an RFC 3339 UTC time (the whole date counts, so
+/// files on both sides of midnight compare right).
 fn parse_rfc3339_ms(s: &str) -> i64 {
-    // 2026-11-23T23:53:24.813Z -> milliseconds since midnight (tests run
-    // in minutes, a day change only breaks the spacing check below).
-    let t = &s[11..23];
-    let h: i64 = t[0..2].parse().unwrap();
-    let m: i64 = t[3..5].parse().unwrap();
-    let sec: i64 = t[6..8].parse().unwrap();
-    let ms: i64 = t[9..12].parse().unwrap();
-    ((h * 60 + m) * 60 + sec) * 1000 + ms
+    streamswitch_tests::m3u8::rfc3339_ms(s).unwrap_or_else(|| panic!("not RFC 3339 UTC: {s}"))
 }
 
 #[test]

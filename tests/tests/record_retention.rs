@@ -1,6 +1,6 @@
 //! Retention: by age at start-up, by total bytes before each new file, and
-//! by free space on a small real filesystem (a tmpfs; skipped loudly when
-//! this user may not mount).
+//! by free space on a small real filesystem (a tmpfs: the test fails when
+//! it cannot mount one, see `Tmpfs`), and by age while the agent runs.
 
 mod record_common;
 
@@ -111,4 +111,39 @@ fn free_space_stays_above_min_free_percent() {
     // Unmount before the data dir is removed.
     drop(fs);
     drop(agent);
+}
+
+#[test]
+fn files_that_grow_too_old_go_while_the_agent_runs() {
+    // Recording runs; then files older than max_age_hours appear (as they
+    // would after an hour of running): retention removes them without a
+    // restart, at the latest when the next file opens.
+    let agent = Agent::start(&recorded_stream(
+        "cam",
+        2,
+        "[recording]\nmax_age_hours = 1\n",
+    ));
+    agent.wait_ready(1);
+    let data = agent.data_dir();
+    wait_for("a first file", Duration::from_secs(20), || {
+        closed_files(&data).first().cloned()
+    });
+    let rec = data.join("recordings/cam");
+    let mut old = Vec::new();
+    for ago in [3 * 3600, 2 * 3600] {
+        let (day, name) = name_for_seconds_ago("cam", ago);
+        std::fs::create_dir_all(rec.join(&day)).unwrap();
+        let path = rec.join(&day).join(&name);
+        std::fs::write(&path, vec![0u8; 1000]).unwrap();
+        old.push(path);
+    }
+    let (day, name) = name_for_seconds_ago("cam", 1800);
+    std::fs::create_dir_all(rec.join(&day)).unwrap();
+    let young = rec.join(&day).join(&name);
+    std::fs::write(&young, vec![0u8; 1000]).unwrap();
+    wait_for("retention while running", Duration::from_secs(15), || {
+        old.iter().all(|p| !p.exists()).then_some(())
+    });
+    assert!(young.exists(), "a file within max_age_hours went too");
+    assert!(agent.count_log("retention deleted") >= 2);
 }

@@ -144,3 +144,68 @@ fn both_methods_are_offered_when_configured() {
     assert!(ok, "ffprobe with credentials failed: {err}");
     assert!(out.contains("h264"), "{out}");
 }
+
+#[test]
+fn setup_play_and_teardown_without_describe_or_credentials_get_401_and_no_rtp() {
+    let agent = agent_with_auth("\"digest\", \"basic\"");
+    let url = agent.rtsp_url("cam");
+    let track = format!("{url}/trackID=0");
+    // UDP: RTP would come to these sockets if a SETUP got through.
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtcp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = format!(
+        "RTP/AVP;unicast;client_port={}-{}",
+        rtp.local_addr().unwrap().port(),
+        rtcp.local_addr().unwrap().port()
+    );
+    let mut rtsp = RawRtsp::connect(agent.rtsp_port).unwrap();
+    type Request<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let requests: [Request; 6] = [
+        ("SETUP", &track, vec![("Transport", udp.as_str())]),
+        (
+            "SETUP",
+            &track,
+            vec![("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        ),
+        ("PLAY", &url, vec![("Session", "12345678")]),
+        ("PLAY", &url, vec![]),
+        ("TEARDOWN", &url, vec![("Session", "12345678")]),
+        ("TEARDOWN", &url, vec![]),
+    ];
+    for (method, target, headers) in &requests {
+        let res = rtsp.request(method, target, headers).unwrap();
+        assert_eq!(res.status, 401, "{method} {target} {headers:?}");
+        assert!(
+            res.header("WWW-Authenticate").is_some(),
+            "{method}: a 401 without a challenge"
+        );
+        assert!(res.header("Session").is_none(), "{method} got a session");
+    }
+    // Wrong credentials on SETUP are refused the same way.
+    let basic = base64::engine::general_purpose::STANDARD.encode("u:wrong");
+    let res = rtsp
+        .request(
+            "SETUP",
+            &track,
+            &[
+                ("Transport", udp.as_str()),
+                ("Authorization", &format!("Basic {basic}")),
+            ],
+        )
+        .unwrap();
+    assert_eq!(res.status, 401);
+    // Nothing flows: no datagram, no interleaved data on the connection.
+    rtp.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(rtp.recv(&mut buf).is_err(), "RTP arrived over UDP");
+    rtsp.set_read_timeout(Duration::from_millis(500)).unwrap();
+    if let Ok(Some((channel, _))) = rtsp.read_interleaved() {
+        panic!("interleaved data on channel {channel}");
+    }
+    let metric = agent.metric("streamswitch_stream_viewers{stream=\"cam\",protocol=\"rtsp\"}");
+    assert_eq!(
+        metric, 0.0,
+        "an unauthenticated session is counted as playing"
+    );
+}

@@ -129,8 +129,14 @@ fn ten_ffmpeg_readers_each_get_the_full_frame_rate() {
     agent.wait_ready(1);
     let url = agent.rtsp_url("cam");
     let readers: Vec<Reader> = (0..10).map(|_| Reader::start(&url)).collect();
-    std::thread::sleep(Duration::from_secs(7));
     // Every playing session counts as one RTSP viewer of the stream.
+    agent.wait_for_metric(
+        "streamswitch_stream_viewers{stream=\"cam\",protocol=\"rtsp\"}",
+        Duration::from_secs(20),
+        |v| v == 10.0,
+    );
+    // A window of steady playing to measure the rate over.
+    std::thread::sleep(Duration::from_secs(6));
     let streams: Value =
         serde_json::from_str(&http::get(&agent.http_url("/api/streams")).text()).unwrap();
     assert_eq!(streams[0]["viewers"]["rtsp"], 10, "{streams}");

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use streamswitch_tests::{test_stream, Agent};
+use streamswitch_tests::rtsp_client::UdpSession;
+use streamswitch_tests::{run_with_timeout, test_stream, Agent};
 
 /// A parsed RTSP response.
 struct Reply {
@@ -384,4 +385,61 @@ fn udp_setup_answers_server_ports_and_sends_rtp() {
     assert!(n > 12 && n <= 1400);
     assert_eq!(buf[0] >> 6, 2);
     assert_eq!(buf[1] & 0x7f, 96);
+}
+
+#[test]
+fn max_packet_size_bounds_every_udp_packet_and_the_stream_still_decodes() {
+    const MAX: usize = 500;
+    let agent = Agent::start_with_rtsp(
+        tempfile::tempdir().unwrap(),
+        &format!("max_packet_size = {MAX}"),
+        "[[stream]]\nname = \"cam\"\nsource = { kind = \"test\", width = 640, height = 360, fps = 25, bitrate_kbps = 1500, audio = true }\n",
+    );
+    agent.wait_ready(1);
+    let url = agent.rtsp_url("cam");
+    let session = UdpSession::play(agent.rtsp_port, &url);
+    let (mut largest, mut near_max, mut fu_a) = (0, 0, 0);
+    let n = session.receive(Duration::from_secs(3), true, |p| {
+        largest = largest.max(p.len());
+        if p.len() + 100 > MAX {
+            near_max += 1;
+        }
+        // FU-A (RFC 6184 5.8) on the video payload type.
+        if p.len() > 12 && p[1] & 0x7f == 96 && p[12] & 0x1f == 28 {
+            fu_a += 1;
+        }
+    });
+    println!("{n} RTP packets, largest {largest} bytes, {near_max} within 100 bytes of {MAX}, {fu_a} FU-A");
+    assert!(n > 100, "only {n} RTP packets in 3 s");
+    assert!(
+        largest <= MAX,
+        "a {largest}-byte RTP packet, max_packet_size {MAX}"
+    );
+    // Keyframes at 1.5 Mbit/s do not fit 500 bytes: they were fragmented
+    // right up to the limit.
+    assert!(
+        fu_a > 0 && near_max > 0,
+        "no packet near the limit: {largest}"
+    );
+    drop(session);
+
+    // The fragments put back together decode: ffmpeg over UDP, cleanly.
+    let (ok, _, err) = run_with_timeout(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-xerror",
+                "-rtsp_transport",
+                "udp",
+                "-i",
+                &url,
+            ])
+            .args(["-t", "3", "-f", "null", "-"]),
+        Duration::from_secs(40),
+    );
+    assert!(
+        ok && err.is_empty(),
+        "ffmpeg over UDP with {MAX}-byte packets: {err}"
+    );
 }

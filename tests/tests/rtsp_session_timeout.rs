@@ -1,14 +1,16 @@
 //! `[rtsp] session_timeout_seconds`: clients that keep their session alive
 //! (retina over UDP, ffmpeg over TCP send keepalives at half the timeout
-//! the server announces) play on past it; a UDP session whose client went
-//! silent is closed and its packets stop.
+//! the server announces; a raw client sending only RTCP receiver reports)
+//! play on past it; a UDP session whose client went silent is closed and
+//! its packets stop; a silent TCP-interleaved session is closed at the
+//! timeout.
 
-use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use streamswitch_tests::rtsp_client::{receive, track_controls, transport, RawRtsp};
-use streamswitch_tests::{test_stream, Agent};
+use streamswitch_tests::rtsp_client::{receive, transport, UdpSession};
+use streamswitch_tests::watch::RtpWatch;
+use streamswitch_tests::{run_with_timeout, test_stream, Agent};
 
 const TIMEOUT_S: u64 = 5;
 const FPS: u32 = 15;
@@ -54,30 +56,25 @@ fn retina_over_udp_plays_past_the_session_timeout() {
 fn ffmpeg_over_tcp_plays_past_the_session_timeout() {
     let agent = agent();
     let seconds = 2 * TIMEOUT_S;
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp"])
-        .args(["-i", &agent.rtsp_url("cam")])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-map",
-            "0:v",
-            "-c",
-            "copy",
-            "-f",
-            "null",
-            "-",
-        ])
-        .args(["-progress", "pipe:1"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ffmpeg");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, stdout, stderr) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp"])
+            .args(["-i", &agent.rtsp_url("cam")])
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-map",
+                "0:v",
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ])
+            .args(["-progress", "pipe:1"]),
+        Duration::from_secs(seconds + 30),
     );
+    assert!(ok, "ffmpeg: {stderr}");
     let frames: u64 = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("frame=")?.trim().parse().ok())
@@ -93,61 +90,70 @@ fn ffmpeg_over_tcp_plays_past_the_session_timeout() {
 #[test]
 fn a_silent_udp_session_is_closed_after_the_timeout() {
     let agent = agent();
-    let url = agent.rtsp_url("cam");
-    let mut rtsp = RawRtsp::connect(agent.rtsp_port).unwrap();
-    let describe = rtsp.request("DESCRIBE", &url, &[]).unwrap();
-    let base = describe.header("Content-Base").unwrap_or(&url).to_owned();
-    let sdp = String::from_utf8_lossy(&describe.body).into_owned();
-    let mut sockets = Vec::new();
-    let mut session: Option<String> = None;
-    for control in track_controls(&base, &sdp) {
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let transport = format!(
-            "RTP/AVP;unicast;client_port={}-{}",
-            rtp.local_addr().unwrap().port(),
-            rtcp.local_addr().unwrap().port()
-        );
-        let mut headers = vec![("Transport", transport.as_str())];
-        if let Some(s) = &session {
-            headers.push(("Session", s));
-        }
-        let setup = rtsp.request("SETUP", &control, &headers).unwrap();
-        assert_eq!(setup.status, 200);
-        let id = setup.header("Session").unwrap();
-        session = Some(id.split(';').next().unwrap().to_owned());
-        rtp.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        sockets.push(rtp);
-    }
-    let session = session.unwrap();
-    let play = rtsp
-        .request("PLAY", &url, &[("Session", &session)])
-        .unwrap();
-    assert_eq!(play.status, 200);
-
-    // Counts the RTP datagrams arriving during `window`, keeping the
-    // sockets drained.
-    let count = |window: Duration| {
-        let deadline = Instant::now() + window;
-        let mut n = 0;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            for s in &sockets {
-                while s.recv(&mut buf).is_ok() {
-                    n += 1;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        n
-    };
-    assert!(count(Duration::from_secs(1)) > 0, "no RTP at first");
-    count(Duration::from_secs(TIMEOUT_S + 1)); // the session ends in here
+    let s = UdpSession::play(agent.rtsp_port, &agent.rtsp_url("cam"));
+    assert!(
+        s.count(Duration::from_secs(1), false) > 0,
+        "no RTP at first"
+    );
+    s.count(Duration::from_secs(TIMEOUT_S + 1), false); // the session ends in here
     assert_eq!(
-        count(Duration::from_secs(1)),
+        s.count(Duration::from_secs(1), false),
         0,
         "RTP still flows {} s after the client went silent",
         TIMEOUT_S + 2
     );
+    drop(s.rtsp);
+}
+
+#[test]
+fn rtcp_receiver_reports_alone_keep_a_udp_session() {
+    let agent = agent();
+    let s = UdpSession::play(agent.rtsp_port, &agent.rtsp_url("cam"));
+    // No RTSP request after PLAY: only RTCP receiver reports, every second.
+    assert!(s.count(Duration::from_secs(1), true) > 0, "no RTP at first");
+    s.count(Duration::from_secs(2 * TIMEOUT_S), true);
+    let late = s.count(Duration::from_secs(1), true);
+    assert!(
+        late > 0,
+        "RTP stopped though RTCP receiver reports came every second ({} s after PLAY)",
+        2 * TIMEOUT_S + 2
+    );
+    assert_eq!(agent.count_log("rtsp session timed out"), 0);
+    // The session is still the server's: a keepalive on it is answered.
+    let mut rtsp = s.rtsp;
+    let alive = rtsp
+        .request(
+            "GET_PARAMETER",
+            &agent.rtsp_url("cam"),
+            &[("Session", &s.session)],
+        )
+        .unwrap();
+    assert_eq!(alive.status, 200);
+}
+
+#[test]
+fn a_silent_tcp_interleaved_session_is_closed_at_the_timeout() {
+    let agent = agent();
+    // Reads everything the server sends and never sends a request or RTCP.
+    let played = Instant::now();
+    let watch = RtpWatch::start(agent.rtsp_port, &agent.rtsp_url("cam")).unwrap();
+    assert!(
+        watch.wait_for(Duration::from_secs(3), |s| s.packets > 0),
+        "no RTP at first"
+    );
+    assert!(
+        watch.wait_for(Duration::from_secs(TIMEOUT_S + 5), |s| s.ended),
+        "the connection is still open {:?} after PLAY",
+        played.elapsed()
+    );
+    let ended = played.elapsed();
+    assert!(
+        ended >= Duration::from_secs(TIMEOUT_S) - Duration::from_millis(500),
+        "closed after {ended:?}, before the {TIMEOUT_S} s timeout"
+    );
+    assert!(
+        ended <= Duration::from_secs(TIMEOUT_S + 3),
+        "closed only after {ended:?} (timeout {TIMEOUT_S} s)"
+    );
+    agent.wait_for_log("rtsp session timed out", Duration::from_secs(1));
 }

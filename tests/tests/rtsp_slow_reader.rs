@@ -1,9 +1,11 @@
 //! A reader that stops reading its socket must cost the others nothing and
 //! must not make the agent buffer: the hub drops that reader's frames and
-//! resumes it at the next keyframe.
+//! resumes it at the next keyframe, and counts them as RTSP's drops in
+//! `/metrics` while the other outputs' drops stay 0.
 
 use std::time::{Duration, Instant};
 
+use streamswitch_tests::http::get;
 use streamswitch_tests::rtsp_client::{receive, transport, RawRtsp};
 use streamswitch_tests::Agent;
 
@@ -25,11 +27,21 @@ fn starts_keyframe(payload: &[u8]) -> bool {
 
 #[test]
 fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
+    // Recorded and watched over HLS too: those outputs must lose nothing.
     let agent = Agent::start(
-        "[[stream]]\nname = \"cam\"\nsource = { kind = \"test\", width = 640, height = 360, fps = 25, bitrate_kbps = 2000, audio = true }\n",
+        "[[stream]]\nname = \"cam\"\nsource = { kind = \"test\", width = 640, height = 360, fps = 25, bitrate_kbps = 2000, audio = true }\nrecord = { enabled = true }\n",
     );
     agent.wait_ready(1);
     let url = agent.rtsp_url("cam");
+    assert_eq!(get(&agent.http_url("/cam/index.m3u8")).status, 200);
+    let dropped = |output: &str| {
+        agent.metric(&format!(
+            "streamswitch_stream_dropped_frames_total{{stream=\"cam\",output=\"{output}\"}}"
+        ))
+    };
+    for output in ["rtsp", "hls", "record"] {
+        assert_eq!(dropped(output), 0.0, "{output} dropped before any stall");
+    }
 
     let mut stalled = RawRtsp::connect_with_rcvbuf(agent.rtsp_port, Some(4096)).unwrap();
     let sdp = stalled.play_interleaved(&url).unwrap();
@@ -69,7 +81,6 @@ fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
         stalled.unread_bytes() > 0,
         "the stalled reader's socket is empty: the server sent it nothing"
     );
-
     // Resume reading with a normal window. The interleaved framing must be
     // intact through whatever the kernel and the hub kept, the session must
     // still play, and where the hub dropped frames (a jump in RTP time)
@@ -117,5 +128,22 @@ fn a_stalled_reader_costs_the_others_nothing_and_is_not_buffered() {
     assert!(
         resumed_on_keyframe,
         "the stalled reader got every frame: the server buffered its whole stall"
+    );
+    // What the stalled reader lost is counted, as RTSP's, once it reads
+    // again (or when it ends); the recorder and the HLS muxer, reading the
+    // same hub, lost nothing.
+    let (rtsp, hls, record) = (dropped("rtsp"), dropped("hls"), dropped("record"));
+    println!("dropped: rtsp {rtsp}, hls {hls}, record {record}");
+    assert!(
+        rtsp > 0.0,
+        "a reader stalled for {SECONDS} s and no RTSP drop was counted"
+    );
+    assert_eq!(
+        hls, 0.0,
+        "the HLS muxer dropped frames beside a stalled RTSP reader"
+    );
+    assert_eq!(
+        record, 0.0,
+        "the recorder dropped frames beside a stalled RTSP reader"
     );
 }

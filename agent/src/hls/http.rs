@@ -4,10 +4,11 @@
 //! on the muxer's window until what they ask for exists.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -35,6 +36,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(hls: Arc<Hls>) -> Router<S> {
 
 async fn serve(
     State(hls): State<Arc<Hls>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path((stream, file)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
@@ -42,8 +44,8 @@ async fn serve(
         return not_found();
     };
     let muxer = match resource {
-        Resource::Playlist => hls.start(&stream),
-        _ => hls.running(&stream),
+        Resource::Playlist => hls.start(&stream, client.ip()),
+        _ => hls.running(&stream, client.ip()),
     };
     let Some(muxer) = muxer else {
         return not_found();

@@ -19,6 +19,7 @@ pub mod segmenter;
 pub mod window;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use muxer::Muxer;
 
 use crate::config::HlsConfig;
-use crate::hub::Streams;
+use crate::hub::{Hub, Output, Streams};
 
 /// The first MSN of a muxer is the wall clock in these units, or the
 /// stream's last MSN if higher. Segments last longer than this, so MSNs
@@ -45,6 +46,13 @@ pub fn part_target(part_ms: u32) -> Duration {
 }
 
 /// Every running muxer, by stream name.
+///
+/// HLS viewers: HTTP carries no session, so a viewer is a client address
+/// (IP) that asked for anything of the stream (playlist, init, segment or
+/// part) within the last two target durations; a player reloads the
+/// playlist at least once a target duration. Clients behind one NAT or
+/// proxy count as one. The count is the stream's `hls` viewers gauge,
+/// updated on every request and every second.
 pub struct Hls {
     config: Mutex<HlsConfig>,
     streams: Arc<Streams>,
@@ -56,7 +64,28 @@ pub struct Hls {
 
 struct Running {
     muxer: Arc<Muxer>,
+    hub: Arc<Hub>,
     last_request: Instant,
+    /// When each client address last asked for something of the stream.
+    clients: HashMap<IpAddr, Instant>,
+}
+
+impl Running {
+    fn seen(&mut self, client: IpAddr) {
+        let now = Instant::now();
+        self.last_request = now;
+        self.clients.insert(client, now);
+        self.count_viewers();
+    }
+
+    /// Forgets clients not seen for two target durations and sets the
+    /// stream's HLS viewer count.
+    fn count_viewers(&mut self) {
+        let target = self.muxer.read(|w| w.target_duration()).unwrap_or(1);
+        let window = Duration::from_secs(2 * target.max(1));
+        self.clients.retain(|_, t| t.elapsed() <= window);
+        self.hub.set_viewers(Output::Hls, self.clients.len() as u32);
+    }
 }
 
 impl Hls {
@@ -89,19 +118,21 @@ impl Hls {
             .map(|(_, r)| r)
             .collect();
         for r in stopped {
+            r.hub.set_viewers(Output::Hls, 0);
             r.muxer.stop();
         }
     }
 
-    /// The muxer of `stream`, started now if it is not running. `None` for
-    /// an unknown stream or when HLS is disabled.
-    pub fn start(self: &Arc<Self>, stream: &str) -> Option<Arc<Muxer>> {
+    /// The muxer of `stream`, started now if it is not running, for a
+    /// request of `client`. `None` for an unknown stream or when HLS is
+    /// disabled.
+    pub fn start(self: &Arc<Self>, stream: &str, client: IpAddr) -> Option<Arc<Muxer>> {
         if !self.config().enabled {
             return None;
         }
         let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = muxers.get_mut(stream) {
-            r.last_request = Instant::now();
+            r.seen(client);
             return Some(r.muxer.clone());
         }
         let hub = self.streams.get(stream)?;
@@ -109,23 +140,25 @@ impl Hls {
             self.first_msn(stream),
             self.shutdown.child_token(),
         ));
-        muxers.insert(
-            stream.to_owned(),
-            Running {
-                muxer: muxer.clone(),
-                last_request: Instant::now(),
-            },
-        );
+        let mut running = Running {
+            muxer: muxer.clone(),
+            hub: hub.clone(),
+            last_request: Instant::now(),
+            clients: HashMap::new(),
+        };
+        running.seen(client);
+        muxers.insert(stream.to_owned(), running);
         tracing::info!(stream, "hls muxer started");
         tokio::spawn(muxer::run(self.clone(), hub, muxer.clone()));
         Some(muxer)
     }
 
-    /// The muxer of `stream` if it is running; counts as a request.
-    pub fn running(&self, stream: &str) -> Option<Arc<Muxer>> {
+    /// The muxer of `stream` if it is running; counts as a request of
+    /// `client`.
+    pub fn running(&self, stream: &str, client: IpAddr) -> Option<Arc<Muxer>> {
         let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
         let r = muxers.get_mut(stream)?;
-        r.last_request = Instant::now();
+        r.seen(client);
         Some(r.muxer.clone())
     }
 
@@ -135,16 +168,22 @@ impl Hls {
     }
 
     /// Removes `muxer` if nobody asked it anything for the idle timeout, or
-    /// unconditionally when `force`. True when it must stop.
+    /// unconditionally when `force`. True when it must stop. Called every
+    /// second by the muxer: it also recounts the viewers.
     fn retire(&self, stream: &str, muxer: &Arc<Muxer>, force: bool) -> bool {
         let mut muxers = self.muxers.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(r) = muxers.get(stream).filter(|r| Arc::ptr_eq(&r.muxer, muxer)) else {
+        let Some(r) = muxers
+            .get_mut(stream)
+            .filter(|r| Arc::ptr_eq(&r.muxer, muxer))
+        else {
             return true;
         };
+        r.count_viewers();
         let idle = Duration::from_secs(self.config().idle_timeout_seconds);
         if !force && r.last_request.elapsed() < idle {
             return false;
         }
+        r.hub.set_viewers(Output::Hls, 0);
         muxers.remove(stream);
         if let Some(next) = muxer.next_msn() {
             self.next_msn

@@ -112,7 +112,8 @@ async fn serve(hls: &Hls, hub: &Arc<Hub>, muxer: &Arc<Muxer>) -> Result<Stop> {
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut idle = interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut items = hub.subscribe(Output::Hls);
+    // Viewers are the clients `Hls` counts; drops count as HLS's.
+    let mut items = hub.subscribe_relay(Output::Hls);
     let mut current: Option<Current> = None;
     let mut events = Vec::new();
     loop {

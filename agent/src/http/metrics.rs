@@ -69,15 +69,20 @@ async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
     m.family(
         "streamswitch_stream_dropped_frames_total",
         "counter",
-        "Frames that readers too slow to keep up skipped.",
+        "Frames (and parameter items) that readers too slow to keep up skipped, per output: RTSP sessions and the RTP stage, the HLS muxer, the recorder.",
     );
     for (name, s, _) in &stats {
-        m.sample(&[("stream", name)], s.dropped);
+        for o in Output::ALL {
+            m.sample(
+                &[("stream", name), ("output", o.as_str())],
+                s.dropped[o as usize],
+            );
+        }
     }
     m.family(
         "streamswitch_stream_viewers",
         "gauge",
-        "Readers of the stream per output (an HLS muxer counts as one).",
+        "Readers of the stream per output: RTSP sessions playing, HLS clients (distinct addresses seen within two target durations), the recorder.",
     );
     for (name, s, _) in &stats {
         for o in Output::ALL {

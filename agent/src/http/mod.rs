@@ -9,6 +9,7 @@ mod cors;
 mod metrics;
 mod ui;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::middleware;
@@ -70,7 +71,9 @@ pub async fn serve(inputs: Inputs) {
         let serving = {
             let (router, stop) = (router.clone(), stop.clone());
             tokio::spawn(async move {
-                let served = axum::serve(tokio_listener, router)
+                // The peer address is HLS's client key (see `hls::Hls`).
+                let app = router.into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(tokio_listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await;
                 if let Err(e) = served {

@@ -37,6 +37,8 @@ pub struct Fanout<T> {
     tx: Mutex<Option<broadcast::Sender<Entry<T>>>>,
     limits: GopLimits,
     dropped: Arc<AtomicU64>,
+    /// The ring's real length (tokio rounds it up to a power of two).
+    ring: usize,
 }
 
 impl<T: Clone + Send + Sync + 'static> Fanout<T> {
@@ -53,6 +55,7 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
             tx: Mutex::new(Some(tx)),
             limits,
             dropped: Arc::new(AtomicU64::new(0)),
+            ring: capacity.max(1).next_power_of_two(),
         }
     }
 
@@ -103,6 +106,12 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
     }
 
     pub fn subscribe(&self) -> Reader<T> {
+        self.subscribe_counting(None)
+    }
+
+    /// Like [`Fanout::subscribe`]; what this reader skips is also added to
+    /// `dropped` (a per-output counter of the stream).
+    pub fn subscribe_counting(&self, dropped: Option<Arc<AtomicU64>>) -> Reader<T> {
         let gop = self.gop.lock().unwrap_or_else(|e| e.into_inner());
         let backlog: VecDeque<Entry<T>> = gop.entries.iter().cloned().collect();
         let rx = match lock(&self.tx).as_ref() {
@@ -112,9 +121,12 @@ impl<T: Clone + Send + Sync + 'static> Fanout<T> {
         };
         Reader {
             skipping: backlog.is_empty(),
+            lost: false,
             backlog,
             rx,
             dropped: self.dropped.clone(),
+            output_dropped: dropped,
+            ring: self.ring,
         }
     }
 
@@ -137,7 +149,29 @@ pub struct Reader<T> {
     rx: broadcast::Receiver<Entry<T>>,
     /// Waiting for a GOP start, after joining with no cache or after lagging.
     skipping: bool,
+    /// Skipping because it lagged: what it skips counts as dropped (a
+    /// reader that joins without a cached GOP never had what it skips).
+    lost: bool,
     dropped: Arc<AtomicU64>,
+    /// The output's counter, when the subscriber gave one.
+    output_dropped: Option<Arc<AtomicU64>>,
+    ring: usize,
+}
+
+/// A reader finds out what it lost when it reads again; one that ends
+/// first (its client stalled until the write timeout) counts its loss as
+/// it goes, so that every lost item is counted.
+impl<T> Drop for Reader<T> {
+    fn drop(&mut self) {
+        let behind = self.rx.len();
+        if behind > self.ring {
+            let n = (behind - self.ring) as u64;
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            if let Some(c) = &self.output_dropped {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl<T: Clone> Reader<T> {
@@ -179,21 +213,32 @@ impl<T: Clone> Reader<T> {
         }
     }
 
+    fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = &self.output_dropped {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn accept(&mut self, result: Result<Entry<T>, Lag>) -> Step<T> {
         match result {
             Ok(e) => {
                 if self.skipping {
                     if !e.gop_start {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        if self.lost {
+                            self.count_dropped(1);
+                        }
                         return Step::Skip;
                     }
                     self.skipping = false;
+                    self.lost = false;
                 }
                 Step::Item(e.item)
             }
             Err(Lag::Lagged(n)) => {
-                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.count_dropped(n);
                 self.skipping = true;
+                self.lost = true;
                 Step::Skip
             }
             Err(Lag::Closed) => Step::Closed,
@@ -259,6 +304,44 @@ mod tests {
         assert_eq!(slow.recv().await, Some(8));
         assert_eq!(slow.recv().await, Some(9));
         assert!(f.dropped() > 0);
+    }
+
+    #[tokio::test]
+    async fn drops_are_counted_per_reader_counter_and_a_join_is_no_drop() {
+        let f = Fanout::new(4, LIMITS);
+        let (slow_count, fast_count) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        // Joins before any GOP start: what it skips it never had.
+        let mut slow = f.subscribe_counting(Some(slow_count.clone()));
+        let mut fast = f.subscribe_counting(Some(fast_count.clone()));
+        f.publish(0, false, 1);
+        f.publish(1, true, 1);
+        assert_eq!(fast.recv().await, Some(1));
+        assert_eq!(slow.recv().await, Some(1));
+        for i in 2..=10 {
+            f.publish(i, i == 9, 1);
+            assert_eq!(fast.recv().await, Some(i));
+        }
+        assert_eq!(slow.recv().await, Some(9));
+        assert_eq!(fast_count.load(Ordering::Relaxed), 0);
+        // 2..=8 lost: some by the ring's lag, the rest skipped to the GOP.
+        assert_eq!(slow_count.load(Ordering::Relaxed), 7);
+        assert_eq!(f.dropped(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_ends_behind_counts_what_it_lost() {
+        let f = Fanout::new(4, LIMITS);
+        let count = Arc::new(AtomicU64::new(0));
+        f.publish(0, true, 1);
+        let r = f.subscribe_counting(Some(count.clone()));
+        for i in 1..=10 {
+            f.publish(i, false, 1);
+        }
+        drop(r);
+        // 10 items published since it joined (0 is in its backlog), of
+        // which the ring holds the last 4.
+        assert_eq!(count.load(Ordering::Relaxed), 6);
+        assert_eq!(f.dropped(), 6);
     }
 
     #[tokio::test]

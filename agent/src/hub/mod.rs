@@ -13,7 +13,7 @@ mod health;
 mod stats;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -198,19 +198,36 @@ impl Hub {
     /// dropped.
     pub fn subscribe(self: &Arc<Self>, output: Output) -> Subscription {
         Subscription {
-            reader: self.ring.subscribe(),
+            reader: self
+                .ring
+                .subscribe_counting(Some(self.dropped_counter(output))),
             _viewer: Some(self.viewer(output)),
         }
     }
 
     /// A reader that counts no viewer: for an output that fans the frames
     /// out again to viewers of its own (RTSP's RTP stage), which count
-    /// themselves with [`Hub::viewer`].
-    pub fn subscribe_relay(self: &Arc<Self>) -> Subscription {
+    /// themselves with [`Hub::viewer`], or counts its viewers itself (HLS).
+    /// What it skips counts as dropped by `output`.
+    pub fn subscribe_relay(self: &Arc<Self>, output: Output) -> Subscription {
         Subscription {
-            reader: self.ring.subscribe(),
+            reader: self
+                .ring
+                .subscribe_counting(Some(self.dropped_counter(output))),
             _viewer: None,
         }
+    }
+
+    /// The counter of items `output`'s readers skipped, for readers of an
+    /// output's own fan-out (RTSP sessions of the RTP stage) to add to.
+    pub fn dropped_counter(&self, output: Output) -> Arc<AtomicU64> {
+        self.stats.dropped[output as usize].clone()
+    }
+
+    /// Sets the viewer count of an output that counts its clients itself
+    /// (HLS: distinct client addresses, see `hls::Hls`).
+    pub fn set_viewers(&self, output: Output, n: u32) {
+        self.stats.viewers[output as usize].store(n, Ordering::Relaxed);
     }
 
     /// Counts one viewer of `output` until the guard is dropped.
@@ -228,7 +245,7 @@ impl Hub {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot(self.ring.dropped())
+        self.stats.snapshot()
     }
 }
 

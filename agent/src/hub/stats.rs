@@ -1,6 +1,7 @@
 //! Counters of a hub, read by /metrics and the state report.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The outputs that read a hub, for per-protocol viewer counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct HubStats {
     window_bytes: AtomicU64,
     bitrate: AtomicU64,
     pub(super) viewers: [AtomicU32; 4],
+    /// Items that the readers of each output skipped because they fell
+    /// behind (the readers add to these themselves).
+    pub(super) dropped: [Arc<AtomicU64>; 4],
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,7 +53,8 @@ pub struct StatsSnapshot {
     pub fps: u32,
     /// Bits per second of media in the last full second.
     pub bitrate: u64,
-    pub dropped: u64,
+    /// Indexed by `Output as usize`, like `viewers`.
+    pub dropped: [u64; 4],
     /// Indexed by `Output as usize`.
     pub viewers: [u32; 4],
 }
@@ -81,14 +86,14 @@ impl HubStats {
         }
     }
 
-    pub(super) fn snapshot(&self, dropped: u64) -> StatsSnapshot {
+    pub(super) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             video_frames: self.video_frames.load(Ordering::Relaxed),
             audio_frames: self.audio_frames.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             fps: self.fps.load(Ordering::Relaxed),
             bitrate: self.bitrate.load(Ordering::Relaxed),
-            dropped,
+            dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
             viewers: std::array::from_fn(|i| self.viewers[i].load(Ordering::Relaxed)),
         }
     }
@@ -104,7 +109,7 @@ mod tests {
         for i in 0..91 {
             s.count_frame(true, 10, i * 3000, 90_000);
         }
-        let snap = s.snapshot(0);
+        let snap = s.snapshot();
         assert_eq!(snap.fps, 30);
         assert_eq!(snap.bitrate, 30 * 10 * 8);
         assert_eq!(snap.video_frames, 91);

@@ -498,7 +498,10 @@ impl Connection {
         let stage = session.stage.clone();
         let tracks = session.tracks.clone();
         let stream = session.hub.name().to_owned();
-        let mut reader = stage.shared.fanout.subscribe();
+        let mut reader = stage
+            .shared
+            .fanout
+            .subscribe_counting(Some(session.hub.dropped_counter(Output::Rtsp)));
         let first = match tokio::time::timeout(FIRST_BURST_WAIT, reader.recv()).await {
             Ok(Some(b)) => b,
             _ => return fail(self, StatusCode::ServiceUnavailable),

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::rtp::{self, RtpTrack};
 use super::sdp;
-use crate::hub::{Fanout, GopLimits, Hub, Subscription};
+use crate::hub::{Fanout, GopLimits, Hub, Output, Subscription};
 use crate::media::{rescale, Item, SharedStreamInfo};
 
 /// Bursts a session may fall behind before it skips to the next keyframe:
@@ -118,7 +118,11 @@ impl Stages {
             fanout: Fanout::new(BURST_RING, GOP_LIMITS),
             ended: AtomicBool::new(false),
         });
-        let task = tokio::spawn(run(shared.clone(), hub.subscribe_relay(), max_packet));
+        let task = tokio::spawn(run(
+            shared.clone(),
+            hub.subscribe_relay(Output::Rtsp),
+            max_packet,
+        ));
         let stage = Arc::new(Stage { shared, task });
         running.insert(hub.name().to_owned(), Arc::downgrade(&stage));
         Some(stage)

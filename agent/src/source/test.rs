@@ -185,7 +185,11 @@ fn video_loop(
         } else if now - due > frame_time * 2 {
             // Too slow to keep up: skip ahead rather than drift. The counter
             // keeps counting, so the skipped numbers show the loss.
-            n += ((now - due).as_nanos() / frame_time.as_nanos()) as u64;
+            let skipped = ((now - due).as_nanos() / frame_time.as_nanos()) as u64;
+            n += skipped;
+            // Logged: a stall shows as a frame lasting longer (the tests
+            // tell a stalled machine from a muxer fault by this line).
+            tracing::warn!("test source fell behind: skipped {skipped} frames");
             continue;
         }
         // A camera stamps a picture when it is captured, on schedule; the

@@ -238,10 +238,16 @@ pub fn media_span(path: &Path) -> f64 {
 }
 
 /// A tmpfs of `size` (like "4m") mounted on `dir`, unmounted on drop.
-/// `None`, with a loud message, when this user may not mount.
+/// The small-filesystem checks need it: when this user may not mount, the
+/// test fails, unless `STREAMSWITCH_TESTS_NO_TMPFS=1` says the developer
+/// knowingly runs without them (CI runs as root and never sets it); then
+/// `None`, and the caller returns early.
 pub struct Tmpfs {
     pub dir: PathBuf,
 }
+
+/// The opt-out of the tmpfs checks (never set in CI).
+pub const NO_TMPFS: &str = "STREAMSWITCH_TESTS_NO_TMPFS";
 
 impl Tmpfs {
     pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
@@ -250,22 +256,22 @@ impl Tmpfs {
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs {
-                dir: dir.to_owned(),
-            }),
-            Ok(o) => {
-                eprintln!(
-                    "\n*** SKIPPED: cannot mount a tmpfs ({}): run the tests as root for the small-filesystem checks ***\n",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
+        let why = match out {
+            Ok(o) if o.status.success() => {
+                return Some(Tmpfs {
+                    dir: dir.to_owned(),
+                })
             }
-            Err(e) => {
-                eprintln!("\n*** SKIPPED: cannot run mount ({e}) ***\n");
-                None
-            }
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => format!("cannot run mount: {e}"),
+        };
+        if std::env::var(NO_TMPFS).is_ok_and(|v| v == "1") {
+            eprintln!("\n*** {NO_TMPFS}=1: the small-filesystem check did not run ({why}) ***\n");
+            return None;
         }
+        panic!(
+            "cannot mount a tmpfs ({why}): run the tests as root, or set {NO_TMPFS}=1 to leave the small-filesystem checks out knowingly"
+        );
     }
 
     /// Free space in percent of the filesystem.
