@@ -144,4 +144,3 @@ mod tests {
         assert_eq!(t.next_seq, 0);
     }
 }
-
