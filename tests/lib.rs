@@ -196,6 +196,18 @@ impl Agent {
         );
     }
 
+    /// Starts the binary again on the same ports (a camera that comes back
+    /// where its pullers look for it). Fails if another test took a port
+    /// meanwhile, which the short gap makes unlikely.
+    pub fn restart_in_place(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn(),
+            "the agent did not start again on its ports; log:\n{}",
+            self.log().join("\n")
+        );
+    }
+
     /// Starts the binary again on the same config file (as the test or
     /// the agent left it) and data dir, on fresh ports: the old ones may
     /// be taken by another test while the agent is down. Retries with new

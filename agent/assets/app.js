@@ -193,6 +193,13 @@ class LivePlayer {
 
 const cards = new Map();
 
+/** Whether this browser can decode H.265 in fMP4 (many cannot). */
+function canPlayHevc() {
+  const type = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
+  const mse = window.MediaSource && window.MediaSource.isTypeSupported(type);
+  return Boolean(mse || document.createElement("video").canPlayType(type));
+}
+
 function playlistUrl(name) {
   return `/${encodeURIComponent(name)}/index.m3u8`;
 }
@@ -297,6 +304,13 @@ function updateCard(card, stream) {
   card.viewers.textContent = describeViewers(stream.viewers);
   card.overlay.hidden = live;
   card.overlay.textContent = stream.state === "stopped" ? "Stream stopped" : stream.state === "down" ? "Camera down, retrying…" : "Waiting for the camera…";
+  const unplayable = live && /^H265/.test(stream.tracks) && !canPlayHevc();
+  if (unplayable) {
+    card.overlay.hidden = false;
+    card.overlay.textContent = "This browser cannot play H.265 video: use the RTSP URL (VLC, ffplay) or a browser with HEVC support.";
+    card.player.stop();
+    return;
+  }
   if (live) card.player.start();
   else card.player.stop();
 }

@@ -29,6 +29,9 @@ if (!base || !screenshotPath) {
 const streamName = args.includes("--stream") ? args[args.indexOf("--stream") + 1] : "cam";
 const checkRecordings = args.includes("--recordings");
 const checkButtons = args.includes("--buttons");
+// Only the card of --stream: its state and what its overlay says (for a
+// stream the browser cannot play).
+const overlayOnly = args.includes("--overlay-only");
 
 const WAIT_MS = 20_000;
 const result = { base, stream: streamName, page: {}, bare: {}, errors: [] };
@@ -141,6 +144,20 @@ async function checkPageRecordings(page) {
   rec.samples = await sampleCurrentTime(page, "#rec-video", 3000);
 }
 
+async function checkOverlay(context) {
+  const page = await context.newPage();
+  watchErrors(page, "page");
+  await page.goto(`${base}/`);
+  const card = `article[data-stream="${streamName}"]`;
+  await page.waitForSelector(`${card}[data-state="live"]`, { timeout: WAIT_MS });
+  // Let a poll or two go by: the overlay must stay.
+  await page.waitForTimeout(6000);
+  result.page.overlay = await page.$eval(`${card} .overlay`, (o) => ({ hidden: o.hidden, text: o.textContent }));
+  result.page.video_time = await page.$eval(`${card} video`, (v) => v.currentTime);
+  await page.screenshot({ path: screenshotPath, fullPage: true });
+  await page.close();
+}
+
 async function checkBareHlsJs(context) {
   const page = await context.newPage();
   watchErrors(page, "bare");
@@ -205,7 +222,7 @@ try {
       "--disable-sync",
     ],
   });
-  for (const step of [checkPage, checkBareHlsJs]) {
+  for (const step of overlayOnly ? [checkOverlay] : [checkPage, checkBareHlsJs]) {
     try {
       await step(context);
     } catch (e) {

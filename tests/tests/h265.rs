@@ -43,6 +43,16 @@ fn hevc_in_mpegts_is_served_over_rtsp_and_hls_and_recorded() {
             "aac"
         );
     }
+    let main = streamswitch_tests::http::get(&agent.http_url("/hevc/main.m3u8"));
+    assert_eq!(main.status, 200);
+    let text = main.text();
+    assert!(
+        text.contains("CODECS=\"hvc1.1.")
+            && text.contains(",mp4a.40.2\"")
+            && text.contains("RESOLUTION=320x240"),
+        "{text}"
+    );
+    assert!(text.ends_with("index.m3u8\n"), "{text}");
     let probed = ffprobe(&[], &agent.http_url("/hevc/index.m3u8")).unwrap();
     let v = probed_stream(&probed, "video").expect("video over HLS");
     assert_eq!(v["codec_name"], "hevc");
@@ -81,4 +91,34 @@ fn raw_hevc_is_served_over_rtsp() {
         (Some(480), Some(272))
     );
     assert!(probed_stream(&probed, "audio").is_none());
+}
+
+/// Chromium (Debian's build) has no HEVC decoder: the web UI says so on the
+/// stream's card instead of showing a black box.
+#[test]
+fn the_web_ui_says_when_the_browser_cannot_play_hevc() {
+    let agent = Agent::start(&exec_stream_with("hevc", "320x240", 25, X265, "mpegts"));
+    agent.wait_ready(1);
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let shot = agent.dir.path().join("hevc.png");
+    let (ok, out, err) = run_with_timeout(
+        Command::new("node")
+            .arg(browser.join("web_ui.mjs"))
+            .arg(agent.http_url(""))
+            .arg(&shot)
+            .args(["--stream", "hevc", "--overlay-only"]),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "{out}\n{err}");
+    let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    let overlay = &seen["page"]["overlay"];
+    assert_eq!(overlay["hidden"], false, "{seen}");
+    assert!(
+        overlay["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot play H.265"),
+        "{seen}"
+    );
 }

@@ -185,6 +185,7 @@ fn example_path(route: &str) -> String {
     let mut out = route.to_owned();
     for (name, value) in [
         ("{stream}", "cam"),
+        ("{target}", "0"),
         ("{action}", "keyframe"),
         ("{day}", "2000-01-01"),
         ("{file}", file),

@@ -148,7 +148,7 @@ fn a_camera_that_goes_away_and_comes_back_is_pulled_again_under_its_viewers() {
         .unwrap_or("")
         .to_owned();
     assert!(error.contains(&a.rtsp_url("cam")[..20]), "{error}");
-    a.restart();
+    a.restart_in_place();
     let back = Instant::now();
     wait_state(&b, "relay", "live", Duration::from_secs(40));
     println!(

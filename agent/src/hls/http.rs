@@ -44,7 +44,7 @@ async fn serve(
         return not_found();
     };
     let muxer = match resource {
-        Resource::Playlist => hls.start(&stream, client.ip()),
+        Resource::Playlist | Resource::Multivariant => hls.start(&stream, client.ip()),
         _ => hls.running(&stream, client.ip()),
     };
     let Some(muxer) = muxer else {
@@ -52,6 +52,22 @@ async fn serve(
     };
     match resource {
         Resource::Playlist => playlist_response(&muxer, &query).await,
+        Resource::Multivariant => {
+            if !muxer.wait_for(FIRST_SEGMENT_WAIT, Window::is_ready).await {
+                return unavailable("the stream has no segment yet");
+            }
+            match muxer.read(playlist::render_multivariant) {
+                Some(text) => (
+                    [
+                        (header::CONTENT_TYPE, PLAYLIST_TYPE),
+                        (header::CACHE_CONTROL, PLAYLIST_CACHE),
+                    ],
+                    text,
+                )
+                    .into_response(),
+                None => unavailable("the muxer stopped"),
+            }
+        }
         Resource::Init(id) => {
             let init = muxer.read(|w| w.init(id).cloned()).flatten();
             init.map_or_else(not_found, |b| media(b, "no-cache"))

@@ -21,7 +21,7 @@ use super::window::{Part, Window};
 use super::Hls;
 use crate::fmp4;
 use crate::hub::{Hub, Output};
-use crate::media::{Item, SharedStreamInfo};
+use crate::media::{codecs, Item, SharedStreamInfo};
 
 /// Items taken from the hub before the window is updated at once; bounds
 /// the work done between two wake-ups of waiting requests.
@@ -154,17 +154,23 @@ async fn serve(hls: &Hls, hub: &Arc<Hub>, muxer: &Arc<Muxer>) -> Result<Stop> {
                     }
                     let init = fmp4::init_segment(&info, None)?;
                     let segmenter = Segmenter::new(&info, part_target)?;
-                    muxer.window.send_modify(|w| match w {
-                        Some(w) => w.start_discontinuity(init),
-                        None => {
-                            *w = Some(Window::new(
+                    let (codec_list, resolution) =
+                        (codecs::codecs(&info), codecs::resolution(&info));
+                    muxer.window.send_modify(|w| {
+                        let w = match w {
+                            Some(w) => {
+                                w.start_discontinuity(init);
+                                w
+                            }
+                            None => w.insert(Window::new(
                                 init,
                                 part_target,
                                 config.segments,
                                 wall_epoch,
                                 muxer.first_msn,
-                            ))
-                        }
+                            )),
+                        };
+                        w.set_format(codec_list, resolution);
                     });
                     current = Some(Current { info, segmenter });
                 }

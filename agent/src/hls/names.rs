@@ -3,10 +3,13 @@
 //! maps straight to the window.
 
 pub const PLAYLIST: &str = "index.m3u8";
+/// The multivariant playlist: one variant, [`PLAYLIST`], with its codecs.
+pub const MULTIVARIANT: &str = "main.m3u8";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resource {
     Playlist,
+    Multivariant,
     /// An init segment, by id (the MSN of the first segment that uses it):
     /// a source restart brings a new one under a new name.
     Init(u64),
@@ -30,6 +33,9 @@ pub fn part(msn: u64, part: usize) -> String {
 pub fn parse(name: &str) -> Option<Resource> {
     if name == PLAYLIST {
         return Some(Resource::Playlist);
+    }
+    if name == MULTIVARIANT {
+        return Some(Resource::Multivariant);
     }
     if let Some(id) = name
         .strip_prefix("init")

@@ -87,6 +87,24 @@ pub fn render(w: &Window) -> String {
     out
 }
 
+/// The multivariant playlist: one variant, the media playlist, with its
+/// CODECS (so a player knows before loading anything whether it can play
+/// the stream, HEVC in particular), RESOLUTION and BANDWIDTH.
+pub fn render_multivariant(w: &Window) -> String {
+    let mut out = String::with_capacity(256);
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",
+        w.bandwidth().max(1),
+        w.codecs()
+    );
+    if let Some((width, height)) = w.resolution() {
+        let _ = write!(out, ",RESOLUTION={width}x{height}");
+    }
+    let _ = write!(out, "\n{}\n", names::PLAYLIST);
+    out
+}
+
 /// The first MSN whose parts are listed.
 fn parts_listed_from(w: &Window) -> u64 {
     let horizon = Duration::from_secs(w.target_duration()) * PART_LISTING_TARGETS;
@@ -185,6 +203,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("#EXT-X-MAP").count(), 2);
+    }
+
+    #[test]
+    fn the_multivariant_playlist_names_codecs_resolution_and_bandwidth() {
+        let mut w = window(2);
+        w.set_format("hvc1.1.6.L93.90,mp4a.40.2".into(), Some((320, 240)));
+        let text = render_multivariant(&w);
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=40,CODECS=\"hvc1.1.6.L93.90,mp4a.40.2\",RESOLUTION=320x240\n\
+             index.m3u8\n"
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Window {
     inits: VecDeque<(u64, Bytes)>,
     /// The next segment starts after a discontinuity.
     pending_discontinuity: bool,
+    /// RFC 6381 codecs and the picture size of the current init segment,
+    /// for the multivariant playlist.
+    codecs: String,
+    resolution: Option<(u32, u32)>,
     /// Discontinuities before the first segment in the window.
     discontinuity_sequence: u64,
     part_target: Duration,
@@ -85,6 +89,8 @@ impl Window {
         Self {
             inits: VecDeque::from([(first_msn, init)]),
             pending_discontinuity: false,
+            codecs: String::new(),
+            resolution: None,
             discontinuity_sequence: 0,
             part_target,
             capacity: capacity.max(1),
@@ -103,6 +109,36 @@ impl Window {
     /// The id of the init segment new segments use.
     pub fn current_init(&self) -> u64 {
         self.inits.back().map_or(0, |(id, _)| *id)
+    }
+
+    /// What the stream carries now: RFC 6381 codecs and the picture size.
+    pub fn set_format(&mut self, codecs: String, resolution: Option<(u32, u32)>) {
+        self.codecs = codecs;
+        self.resolution = resolution;
+    }
+
+    pub fn codecs(&self) -> &str {
+        &self.codecs
+    }
+
+    pub fn resolution(&self) -> Option<(u32, u32)> {
+        self.resolution
+    }
+
+    /// Media bits per second over the complete segments in the window.
+    pub fn bandwidth(&self) -> u64 {
+        let (bytes, secs) = self
+            .segments
+            .iter()
+            .filter(|s| s.complete)
+            .fold((0usize, 0f64), |(b, d), s| {
+                (b + s.bytes(), d + s.duration().as_secs_f64())
+            });
+        if secs > 0.0 {
+            (bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        }
     }
 
     pub fn discontinuity_sequence(&self) -> u64 {

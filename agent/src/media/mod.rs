@@ -5,6 +5,7 @@
 pub mod aac;
 pub mod adts;
 pub mod annexb;
+pub mod codecs;
 pub mod h264;
 pub mod h265;
 pub mod mpegts;
