@@ -34,7 +34,7 @@ pub fn agent_bin() -> PathBuf {
 }
 
 /// Two different ports nobody listens on right now, on 127.0.0.1.
-fn free_ports() -> [u16; 2] {
+pub fn free_ports() -> [u16; 2] {
     let a = TcpListener::bind("127.0.0.1:0").expect("free port");
     let b = TcpListener::bind("127.0.0.1:0").expect("free port");
     [a, b].map(|l| l.local_addr().expect("local addr").port())
@@ -50,6 +50,8 @@ pub fn test_stream(name: &str, width: u32, height: u32, fps: u32) -> String {
 /// A running agent. Killed (SIGKILL) on drop if still running.
 pub struct Agent {
     child: Option<Child>,
+    /// The binary, after the emulator that runs it if any (qemu-user).
+    program: Vec<PathBuf>,
     pub rtsp_port: u16,
     pub http_port: u16,
     pub dir: tempfile::TempDir,
@@ -77,9 +79,27 @@ impl Agent {
     /// Ports are free when picked, but another test may take one before the
     /// agent binds it: then the agent exits and starts again on new ports.
     pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
+        Self::start_program(vec![agent_bin()], dir, rtsp, extra)
+    }
+
+    /// Like [`Agent::start`], with the agent started as `program` (a binary,
+    /// or an emulator and a binary for another architecture) instead of the
+    /// built `streamswitch`.
+    pub fn start_under(program: Vec<PathBuf>, extra: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_program(program, dir, "", extra)
+    }
+
+    fn start_program(
+        program: Vec<PathBuf>,
+        dir: tempfile::TempDir,
+        rtsp: &str,
+        extra: &str,
+    ) -> Agent {
         let config_path = dir.path().join("agent.toml");
         let mut agent = Agent {
             child: None,
+            program,
             rtsp_port: 0,
             http_port: 0,
             dir,
@@ -118,7 +138,8 @@ impl Agent {
 
     /// Starts the binary; false if it exited before listening.
     fn spawn(&mut self) -> bool {
-        let mut child = Command::new(agent_bin())
+        let mut child = Command::new(&self.program[0])
+            .args(&self.program[1..])
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)

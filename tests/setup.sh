@@ -3,7 +3,11 @@
 # independent RTSP, HLS and MP4 checker), nasm (openh264's assembly, ~3x
 # faster encoding), a C++ compiler (FDK AAC), Chromium, Node.js and npm (the
 # web UI's browser tests, whose npm packages are pinned in
-# tests/browser/package-lock.json). Skips apt when all is there.
+# tests/browser/package-lock.json); for the board checks (docs/boards.md)
+# the aarch64 cross toolchain and qemu-user (the aarch64 unit and smoke
+# tests), systemd (`systemd-analyze verify` on the unit), dpkg-dev and
+# cargo-deb (the .deb), and Rust's aarch64 standard library. Skips what is
+# there already.
 set -euo pipefail
 
 need=()
@@ -13,6 +17,10 @@ command -v g++ >/dev/null || need+=(g++)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-deb >/dev/null || need+=(dpkg-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -29,3 +37,7 @@ if [ ! -d "$browser/node_modules" ]; then
     echo "setup: npm ci in tests/browser"
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
+    rustup target add aarch64-unknown-linux-gnu
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb

@@ -86,9 +86,27 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<()> 
         });
     }
 
+    // Listeners bound, streams started: systemd may start what depends on us.
+    crate::notify::ready();
+    {
+        let (streams, expected) = (ctx.streams.clone(), config.streams.len());
+        let probe = move || {
+            let streams = streams.clone();
+            // A round trip through the runtime's scheduler and the stream
+            // table's lock: a wedged runtime or a deadlock stops the pings.
+            async move {
+                tokio::spawn(async move { streams.all().len() })
+                    .await
+                    .is_ok_and(|n| n == expected)
+            }
+        };
+        tasks.spawn(crate::notify::watchdog(probe, shutdown.clone()));
+    }
+
     let mut shutdown = shutdown;
     let _ = shutdown.wait_for(|s| *s).await;
     info!("shutting down");
+    crate::notify::stopping();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await

@@ -8,6 +8,7 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;
+pub mod notify;
 pub mod record;
 pub mod rtsp;
 pub mod source;
