@@ -45,7 +45,7 @@ if [ ${#apt_need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
 fi
-command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0
 
 for t in "${targets[@]}"; do
     case "$t" in

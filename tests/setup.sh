@@ -40,4 +40,5 @@ fi
 
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
     rustup target add aarch64-unknown-linux-gnu
-command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+# Pinned: cargo-deb warns that it will stop packaging some profiles.
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0

@@ -40,7 +40,10 @@ where
         return;
     };
     debug!("systemd watchdog every {interval:?}");
-    pings(interval / 2, probe, shutdown, || send(NotifyState::Watchdog)).await;
+    pings(interval / 2, probe, shutdown, || {
+        send(NotifyState::Watchdog)
+    })
+    .await;
 }
 
 /// The watchdog loop with its period and its ping given, for tests: probe,

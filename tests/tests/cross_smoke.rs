@@ -4,7 +4,8 @@
 //!
 //! Which build: `$STREAMSWITCH_CROSS_TARGET` (default
 //! `aarch64-unknown-linux-gnu`, what CI builds) and
-//! `$STREAMSWITCH_CROSS_PROFILE` (the profile's directory: default `debug`).
+//! `$STREAMSWITCH_CROSS_PROFILE` (the profile's directory: default `ci-arm`,
+//! what CI builds).
 //! `bash cross/build.sh armv7` and `aarch64-musl` run this test on their own
 //! builds. A missing binary or emulator fails the test.
 
@@ -20,15 +21,15 @@ const FPS: u32 = 15;
 fn program() -> Vec<PathBuf> {
     let triple = std::env::var("STREAMSWITCH_CROSS_TARGET")
         .unwrap_or_else(|_| "aarch64-unknown-linux-gnu".into());
-    let profile = std::env::var("STREAMSWITCH_CROSS_PROFILE").unwrap_or_else(|_| "debug".into());
+    let profile = std::env::var("STREAMSWITCH_CROSS_PROFILE").unwrap_or_else(|_| "ci-arm".into());
     // This test is target/<host profile>/deps/cross_smoke-<hash>.
     let exe = std::env::current_exe().expect("current_exe");
     let target_dir = exe.ancestors().nth(3).expect("target dir").to_path_buf();
     let bin = target_dir.join(&triple).join(&profile).join("streamswitch");
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build --target {triple} --bin streamswitch` \
-         (or `bash cross/build.sh`)",
+        "{} is missing: build it with `cargo build --profile {profile} --target {triple} \
+         -p streamswitch-agent` (see tests/run.sh), or `bash cross/build.sh`",
         bin.display()
     );
     let qemu = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cross/qemu.sh");
@@ -96,7 +97,8 @@ fn rtsp_and_hls_under_qemu_reach_the_host_ffprobe() {
 
     // An indication of the cost under emulation (qemu-user translates
     // every instruction: a board's own figure is far lower), printed for
-    // the README (`-- --nocapture`).
+    // the README (`-- --nocapture`), over at least 10 s.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(cpu_start.0.elapsed()));
     let (t0, c0) = cpu_start;
     let cpu = (cpu_seconds(agent.pid()) - c0) / t0.elapsed().as_secs_f64();
     println!(

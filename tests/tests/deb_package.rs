@@ -61,7 +61,10 @@ fn elf_machine(path: &Path) -> u16 {
 #[test]
 fn the_package_installs_every_file_in_its_place() {
     let deb = deb();
-    let arch = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Architecture"));
+    let arch = run(Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .arg("Architecture"));
     let machine = match arch.trim() {
         "arm64" => 183,
         "armhf" => 40,
@@ -91,14 +94,19 @@ fn the_package_installs_every_file_in_its_place() {
     // The host's agent reads the same configuration the board's will.
     let checked = run(Command::new(agent_bin()).arg("check-config").arg(&config));
     assert!(checked.contains("ok"), "{checked}");
-    for doc in ["copyright", "FDK-AAC-NOTICE", "openh264-LICENSE", "README.md"] {
+    for doc in [
+        "copyright",
+        "FDK-AAC-NOTICE",
+        "openh264-LICENSE",
+        "README.md",
+    ] {
         assert!(
             root.join("usr/share/doc/streamswitch").join(doc).is_file(),
             "/usr/share/doc/streamswitch/{doc} missing"
         );
     }
-    let fdk = std::fs::read_to_string(root.join("usr/share/doc/streamswitch/FDK-AAC-NOTICE"))
-        .unwrap();
+    let fdk =
+        std::fs::read_to_string(root.join("usr/share/doc/streamswitch/FDK-AAC-NOTICE")).unwrap();
     assert!(fdk.contains("Software License for The Fraunhofer FDK AAC Codec Library"));
 
     let unit = ["lib", "usr/lib"]
@@ -117,10 +125,7 @@ fn the_package_installs_every_file_in_its_place() {
         "ProtectSystem=strict",
         "DynamicUser=yes",
     ] {
-        assert!(
-            unit_text.lines().any(|l| l == line),
-            "unit lacks {line}"
-        );
+        assert!(unit_text.lines().any(|l| l == line), "unit lacks {line}");
     }
     verify_unit(&unit_text, root);
 
