@@ -77,7 +77,12 @@ for t in "${targets[@]}"; do
         cargo test -p streamswitch-tests --test cross_smoke -- --nocapture
 
     if [ "$t" != aarch64-musl ]; then
-        cargo deb --no-build --target "$triple" --profile "$profile" -p streamswitch-agent \
-            -o "target/$triple/debian/"
+        deb=$(cargo deb --no-build --target "$triple" --profile "$profile" -p streamswitch-agent \
+            -o "target/$triple/debian/" | tail -n 1)
+        echo "$deb"
+        # tests/tests/deb_package.rs checks it, with the host's agent
+        # checking the packaged configuration.
+        cargo build -p streamswitch-agent --bin streamswitch
+        STREAMSWITCH_DEB=$deb cargo test -p streamswitch-tests --test deb_package
     fi
 done

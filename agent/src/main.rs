@@ -94,17 +94,18 @@ fn run(config: Config) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut hup) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(h)) => (t, h),
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => return std::future::pending().await,
     };
     loop {
         tokio::select! {
             _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
+            _ = int.recv() => return,
             // `systemctl reload` sends SIGHUP, whose default action would
             // end the agent; until reload exists it changes nothing.
             _ = hup.recv() => tracing::warn!("SIGHUP: reload is not supported yet; restart to apply a new configuration"),

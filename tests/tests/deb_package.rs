@@ -4,8 +4,9 @@
 //! the service on install and cleaning up on purge (run against stand-ins for
 //! deb-systemd-helper and systemctl, which log their arguments).
 //!
-//! Which package: `$STREAMSWITCH_DEB`, or the arm64 one `.ci/run` and
-//! `bash cross/build.sh aarch64` make in target/aarch64-unknown-linux-gnu/debian/.
+//! Which package: `$STREAMSWITCH_DEB` (a path in the workspace), or the
+//! arm64 one `.ci/run` and `bash cross/build.sh aarch64` make in
+//! target/aarch64-unknown-linux-gnu/debian/.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,9 @@ use streamswitch_tests::agent_bin;
 
 fn deb() -> PathBuf {
     if let Ok(p) = std::env::var("STREAMSWITCH_DEB") {
-        return PathBuf::from(p);
+        // Relative to the workspace, not to this crate (cargo's working
+        // directory for tests).
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p);
     }
     // This test is target/<host profile>/deps/deb_package-<hash>.
     let exe = std::env::current_exe().expect("current_exe");
