@@ -5,6 +5,7 @@
 pub mod http;
 pub mod m3u8;
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ pub fn test_stream(name: &str, width: u32, height: u32, fps: u32) -> String {
 pub struct Agent {
     child: Option<Child>,
     /// The binary, after the emulator that runs it if any (qemu-user).
-    program: Vec<PathBuf>,
+    program: Vec<OsString>,
     pub rtsp_port: u16,
     pub http_port: u16,
     pub dir: tempfile::TempDir,
@@ -79,19 +80,19 @@ impl Agent {
     /// Ports are free when picked, but another test may take one before the
     /// agent binds it: then the agent exits and starts again on new ports.
     pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
-        Self::start_program(vec![agent_bin()], dir, rtsp, extra)
+        Self::start_program(vec![agent_bin().into()], dir, rtsp, extra)
     }
 
     /// Like [`Agent::start`], with the agent started as `program` (a binary,
     /// or an emulator and a binary for another architecture) instead of the
     /// built `streamswitch`.
-    pub fn start_under(program: Vec<PathBuf>, extra: &str) -> Agent {
+    pub fn start_under(program: Vec<OsString>, extra: &str) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         Self::start_program(program, dir, "", extra)
     }
 
     fn start_program(
-        program: Vec<PathBuf>,
+        program: Vec<OsString>,
         dir: tempfile::TempDir,
         rtsp: &str,
         extra: &str,

@@ -9,7 +9,8 @@
 //! `bash cross/build.sh armv7` and `aarch64-musl` run this test on their own
 //! builds. A missing binary or emulator fails the test.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use streamswitch_tests::{run_with_timeout, test_stream, Agent};
 const FPS: u32 = 15;
 
 /// The emulator command line and the binary to run under it.
-fn program() -> Vec<PathBuf> {
+fn program() -> Vec<OsString> {
     let triple = std::env::var("STREAMSWITCH_CROSS_TARGET")
         .unwrap_or_else(|_| "aarch64-unknown-linux-gnu".into());
     let profile = std::env::var("STREAMSWITCH_CROSS_PROFILE").unwrap_or_else(|_| "ci-arm".into());
@@ -35,12 +36,12 @@ fn program() -> Vec<PathBuf> {
     let qemu = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cross/qemu.sh");
     let mut program = match triple.as_str() {
         // Static: no loader, no sysroot.
-        t if t.ends_with("-musl") => vec![PathBuf::from("qemu-aarch64")],
-        t if t.starts_with("aarch64") => vec![qemu, "aarch64".into()],
-        t if t.starts_with("armv7") => vec![qemu, "arm".into()],
+        t if t.ends_with("-musl") => vec!["qemu-aarch64".into()],
+        t if t.starts_with("aarch64") => vec![qemu.into(), "aarch64".into()],
+        t if t.starts_with("armv7") => vec![qemu.into(), "arm".into()],
         other => panic!("no emulator known for {other}"),
     };
-    program.push(bin);
+    program.push(bin.into());
     program
 }
 
