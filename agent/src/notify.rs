@@ -20,7 +20,7 @@ pub fn stopping() {
 }
 
 fn send(state: NotifyState) {
-    if let Err(e) = sd_notify::notify(&[state.clone()]) {
+    if let Err(e) = sd_notify::notify(std::slice::from_ref(&state)) {
         warn!("sd_notify {state}: {e}");
     }
 }
