@@ -81,8 +81,9 @@ for t in "${targets[@]}"; do
             -o "target/$triple/debian/" | tail -n 1)
         echo "$deb"
         # tests/tests/deb_package.rs checks it, with the host's agent
-        # checking the packaged configuration.
-        cargo build -p streamswitch-agent --bin streamswitch
+        # checking the packaged configuration (built as tests/run.sh builds it,
+        # so the two share the build).
+        cargo build --bins
         STREAMSWITCH_DEB=$deb cargo test -p streamswitch-tests --test deb_package
     fi
 done
