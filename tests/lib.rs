@@ -6,6 +6,7 @@ pub mod http;
 pub mod m3u8;
 pub mod mqtt;
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ pub fn agent_bin() -> PathBuf {
 }
 
 /// Two different ports nobody listens on right now, on 127.0.0.1.
-fn free_ports() -> [u16; 2] {
+pub fn free_ports() -> [u16; 2] {
     let a = TcpListener::bind("127.0.0.1:0").expect("free port");
     let b = TcpListener::bind("127.0.0.1:0").expect("free port");
     [a, b].map(|l| l.local_addr().expect("local addr").port())
@@ -91,6 +92,8 @@ pub fn exec_stream_with(name: &str, size: &str, fps: u32, video: &str, format: &
 /// A running agent. Killed (SIGKILL) on drop if still running.
 pub struct Agent {
     child: Option<Child>,
+    /// The binary, after the emulator that runs it if any (qemu-user).
+    program: Vec<OsString>,
     pub rtsp_port: u16,
     pub http_port: u16,
     pub dir: tempfile::TempDir,
@@ -120,20 +123,35 @@ impl Agent {
     /// Ports are free when picked, but another test may take one before the
     /// agent binds it: then the agent exits and starts again on new ports.
     pub fn start_with_rtsp(dir: tempfile::TempDir, rtsp: &str, extra: &str) -> Agent {
-        Self::start_full(dir, rtsp, extra, &[])
+        Self::start_program(vec![agent_bin().into()], dir, rtsp, extra, &[])
     }
 
     /// Like [`Agent::start`], with extra environment variables (test hooks
     /// such as `STREAMSWITCH_TEST_SOURCE_FAIL_FILE`).
     pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::start_full(dir, "", extra, env)
+        Self::start_program(vec![agent_bin().into()], dir, "", extra, env)
     }
 
-    fn start_full(dir: tempfile::TempDir, rtsp: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
+    /// Like [`Agent::start`], with the agent started as `program` (a binary,
+    /// or an emulator and a binary for another architecture) instead of the
+    /// built `streamswitch`.
+    pub fn start_under(program: Vec<OsString>, extra: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_program(program, dir, "", extra, &[])
+    }
+
+    fn start_program(
+        program: Vec<OsString>,
+        dir: tempfile::TempDir,
+        rtsp: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let config_path = dir.path().join("agent.toml");
         let mut agent = Agent {
             child: None,
+            program,
             rtsp_port: 0,
             http_port: 0,
             dir,
@@ -283,7 +301,8 @@ impl Agent {
 
     /// Starts the binary; false if it exited before listening.
     fn spawn(&mut self) -> bool {
-        let mut child = Command::new(agent_bin())
+        let mut child = Command::new(&self.program[0])
+            .args(&self.program[1..])
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)

@@ -12,4 +12,14 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # The end-to-end tests spawn the built binary.
 cargo build --bins
+# Boards (docs/boards.md): the unit tests on aarch64 under qemu-user, and
+# the aarch64 agent and its .deb for tests/tests/cross_smoke.rs and
+# deb_package.rs. The ci-arm profile (dev-like): CI checks that the agent
+# works on the architecture and that the package is right, not how small it
+# is (the board profile's fat LTO would add minutes); armv7 and musl run
+# from `bash cross/build.sh`.
+arm=aarch64-unknown-linux-gnu
+cargo test --profile ci-arm --target $arm -p streamswitch-agent -p streamswitch-hal
+cargo build --profile ci-arm --target $arm -p streamswitch-agent --bin streamswitch
+cargo deb --no-build --fast --target $arm --profile ci-arm -p streamswitch-agent -o target/$arm/debian/
 cargo test --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"

@@ -4,10 +4,13 @@
 # faster encoding), a C++ compiler (FDK AAC), Chromium, Node.js and npm (the
 # web UI's browser tests, whose npm packages are pinned in
 # tests/browser/package-lock.json), Mosquitto and its clients (the MQTT
-# tests start their own brokers; the packaged service is not used) and
+# tests start their own brokers; the packaged service is not used),
 # openssl (test certificates), nginx with its RTMP module (the RTMP uplink
-# tests start their own; the packaged service is not used). Skips apt when
-# all is there.
+# tests start their own; the packaged service is not used); for the board
+# checks (docs/boards.md) the aarch64 cross toolchain and qemu-user (the
+# aarch64 unit and smoke tests), systemd (`systemd-analyze verify` on the
+# unit), dpkg-dev and cargo-deb (the .deb), and Rust's aarch64 standard
+# library. Skips what is there already.
 set -euo pipefail
 
 need=()
@@ -22,6 +25,10 @@ command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v openssl >/dev/null || need+=(openssl)
 command -v nginx >/dev/null || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-deb >/dev/null || need+=(dpkg-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -38,3 +45,8 @@ if [ ! -d "$browser/node_modules" ]; then
     echo "setup: npm ci in tests/browser"
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
+    rustup target add aarch64-unknown-linux-gnu
+# Pinned: cargo-deb warns that it will stop packaging some profiles.
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0

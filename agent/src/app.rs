@@ -99,6 +99,23 @@ pub async fn run(
     }));
     let mqtt = tokio::spawn(mqtt::run(control.clone(), shutdown.clone()));
 
+    // Listeners bound, streams started: systemd may start what depends on us.
+    crate::notify::ready();
+    let watchdog = {
+        let control = control.clone();
+        // A round trip through the runtime's scheduler and the stream
+        // manager's lock: a wedged runtime or a deadlock stops the pings.
+        let probe = move || {
+            let control = control.clone();
+            async move {
+                tokio::spawn(async move { control.stream_states().await.len() })
+                    .await
+                    .is_ok()
+            }
+        };
+        tokio::spawn(crate::notify::watchdog(probe, shutdown.clone()))
+    };
+
     loop {
         tokio::select! {
             Some(()) = reload.recv() => {
@@ -111,6 +128,8 @@ pub async fn run(
         }
     }
     info!("shutting down");
+    crate::notify::stopping();
+    watchdog.abort();
     let stop = async {
         // `offline` first, while the broker can still be told.
         let _ = mqtt.await;

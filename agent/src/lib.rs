@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod mqtt;
+pub mod notify;
 pub mod record;
 pub mod rtsp;
 pub mod source;
