@@ -34,6 +34,25 @@ pub enum ExecError {
     },
 }
 
+/// True when `program` names an executable file: a path as it is, a bare
+/// name in the `PATH` the child will get.
+fn runnable(program: &str, env: &[(String, String)]) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+}
+
 /// A running child process; see the module doc. Dropping it kills the
 /// whole process group with SIGKILL; [`ExecProcess::stop`] is the gentle way.
 #[derive(Debug)]
@@ -60,6 +79,15 @@ impl ExecProcess {
         env: &[(String, String)],
     ) -> Result<ExecProcess, ExecError> {
         let (program, args) = command.split_first().ok_or(ExecError::EmptyCommand)?;
+        // Checked before spawning: the error then names the program the
+        // same way everywhere (under an emulator, a failed exec can look
+        // like a child that exits at once).
+        if !runnable(program, env) {
+            return Err(ExecError::Spawn {
+                command: program.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no such executable program"),
+            });
+        }
         let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
