@@ -191,8 +191,12 @@ impl ExecProcess {
     fn signal_group(&self, signal: libc::c_int) {
         if !self.reaped {
             // SAFETY: kill(2) has no memory effects; a negative pid names
-            // the process group.
-            unsafe { libc::kill(-self.pid, signal) };
+            // the process group. The child itself is signalled too: right
+            // after the spawn it may not have made its group yet.
+            unsafe {
+                libc::kill(-self.pid, signal);
+                libc::kill(self.pid, signal);
+            }
         }
     }
 
@@ -349,6 +353,9 @@ mod tests {
     async fn stop_terminates_gently() {
         let mut p = ExecProcess::spawn("s", &sh("echo started; exec sleep 100"), &[]).unwrap();
         let pid = p.pid();
+        // Running (and in its group) once it has spoken.
+        let mut first = [0u8; 8];
+        assert!(p.read(&mut first).await.unwrap() > 0);
         let started = Instant::now();
         let status = p.stop().await.unwrap();
         assert!(started.elapsed() < STOP_GRACE);
