@@ -70,7 +70,7 @@ impl Broker {
                 // `user root`: started as root, mosquitto would otherwise
                 // drop to its own user and could not read the test's
                 // certificate files.
-                "user root\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
+                "user root\nset_tcp_nodelay true\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence false\n",
                 self.port
             );
             if let Some(t) = &self.tls {
@@ -264,9 +264,12 @@ impl Client {
             .expect("runtime");
         let id = format!("test-{}", rand_suffix());
         let mut options = MqttOptions::new(id.clone(), "127.0.0.1", port);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
         options
             .set_keep_alive(Duration::from_secs(5))
-            .set_max_packet_size(Some(1 << 20));
+            .set_max_packet_size(Some(1 << 20))
+            .set_network_options(network);
         let (client, mut eventloop) = AsyncClient::new(options, 2048);
         let messages: Arc<Mutex<Vec<Message>>> = Arc::default();
         let (connected_tx, connected_rx) = std::sync::mpsc::channel();
@@ -377,7 +380,7 @@ impl Client {
             if Instant::now() > deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

@@ -49,7 +49,9 @@ fn main() -> Result<()> {
         std::env::set_var("STREAMSWITCH_BIN", bin);
     }
     let broker = Broker::start();
-    let section = agent_section(&broker.url(), "telemetry_seconds = 10");
+    // The default telemetry interval, as a deployed agent runs.
+    let section =
+        agent_section(&broker.url(), "").replace("telemetry_seconds = 2", "telemetry_seconds = 10");
 
     let agent = Agent::start(&format!("{}{section}", test_stream("cam", 160, 120, 10)));
     agent.wait_ready(1);

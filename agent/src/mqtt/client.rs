@@ -96,6 +96,7 @@ impl Link {
                 if let Some(user) = username {
                     o.set_credentials(user, options.password.clone().unwrap_or_default());
                 }
+                o.set_network_options(nodelay());
                 let (client, eventloop) = rumqttc::v5::AsyncClient::new(o, QUEUE);
                 let task = tokio::spawn(poll_v5(eventloop, events));
                 Ok((Link::V5(client), rx, task))
@@ -120,7 +121,8 @@ impl Link {
                 if let Some(user) = username {
                     o.set_credentials(user, options.password.clone().unwrap_or_default());
                 }
-                let (client, eventloop) = rumqttc::AsyncClient::new(o, QUEUE);
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(o, QUEUE);
+                eventloop.set_network_options(nodelay());
                 let task = tokio::spawn(poll_v311(eventloop, events));
                 Ok((Link::V311(client), rx, task))
             }
@@ -173,6 +175,14 @@ impl Link {
             Link::V311(c) => c.disconnect().await.map_err(|e| e.to_string()),
         };
     }
+}
+
+/// Replies are small packets each waiting on the last acknowledgement:
+/// Nagle's algorithm and delayed ACKs would hold each for 40 ms.
+fn nodelay() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n
 }
 
 fn backoff() -> Backoff {
