@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod connection;
+pub mod limits;
 pub mod message;
 mod player;
 pub mod rtcp;

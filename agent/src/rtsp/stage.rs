@@ -184,7 +184,7 @@ async fn packetize_items(shared: &StageShared, mut items: Subscription, max_pack
             }
             TrackParams::Aac(_) => {
                 if !aac::packetize(&frame.data, max_packet, ts, track, &mut out) {
-                    tracing::debug!(len = frame.data.len(), "AAC frame too large for one packet");
+                    tracing::debug!(len = frame.data.len(), "AAC frame larger than 8191 bytes");
                 }
             }
         }
