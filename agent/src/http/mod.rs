@@ -6,12 +6,15 @@
 mod api;
 mod auth;
 mod cors;
+mod csrf;
+pub mod limits;
 mod metrics;
 mod ui;
 
 use std::sync::Arc;
 
 use axum::middleware;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +39,10 @@ pub fn router(control: Arc<Control>, config: watch::Receiver<HttpConfig>) -> Rou
             config.clone(),
             auth::require,
         ))
+        .layer(middleware::from_fn_with_state(
+            config.clone(),
+            csrf::refuse_cross_site,
+        ))
         // Outermost, so that preflights skip authentication.
         .layer(middleware::from_fn_with_state(config, cors::cors))
 }
@@ -47,6 +54,8 @@ pub struct Inputs {
     /// A new listener replaces the current one when `[http] listen`
     /// changes; requests in flight on the old one finish.
     pub rebind: mpsc::Receiver<std::net::TcpListener>,
+    /// The live `[http]` settings: connection cap and timeouts.
+    pub config: watch::Receiver<HttpConfig>,
     pub shutdown: CancellationToken,
 }
 
@@ -56,12 +65,15 @@ pub async fn serve(inputs: Inputs) {
         mut listener,
         router,
         mut rebind,
+        config,
         shutdown,
     } = inputs;
     loop {
         let stop = shutdown.child_token();
         let tokio_listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
+            // tap_io: so that `ConnectInfo<SocketAddr>` works as on a bare
+            // TcpListener (see `limits`).
+            Ok(l) => limits::LimitedListener::new(l, config.clone()).tap_io(|_| {}),
             Err(e) => {
                 warn!("http server stopped: {e}");
                 return;
