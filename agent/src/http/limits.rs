@@ -5,6 +5,8 @@
 //! - a request's head must arrive within `http.header_timeout_seconds` of
 //!   its first byte (and a new connection's first request within that
 //!   time of the accept), so a client dribbling bytes cannot hold a place;
+//!   once the head is in (its empty line seen), the body and the answer
+//!   (a blocking LL-HLS playlist waits seconds) get the idle timeout;
 //! - a kept-alive connection with no new request for
 //!   `http.idle_timeout_seconds` is closed.
 //!
@@ -122,6 +124,10 @@ pub struct TimedStream {
     waiting_since: Option<Instant>,
     /// When the first byte of the awaited request came.
     first_byte: Option<Instant>,
+    /// When the awaited request's head was complete (`\r\n\r\n` read).
+    head_done: Option<Instant>,
+    /// The last bytes read, to find `\r\n\r\n` across reads.
+    tail: u32,
     /// Whether anything was written yet: a new connection's first request
     /// gets the header timeout from the accept, not the idle one.
     answered: bool,
@@ -143,12 +149,17 @@ impl TimedStream {
             idle_timeout: idle,
             waiting_since: Some(now),
             first_byte: None,
+            head_done: None,
+            tail: 0,
             answered: false,
             timer: Box::pin(tokio::time::sleep_until(now + header)),
         }
     }
 
     fn deadline(&self, waiting_since: Instant) -> Instant {
+        if let Some(done) = self.head_done {
+            return done + self.idle_timeout;
+        }
         match (self.first_byte, self.answered) {
             (Some(first), _) => first + self.header_timeout,
             (None, false) => waiting_since + self.header_timeout,
@@ -168,8 +179,18 @@ impl AsyncRead for TimedStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before && this.first_byte.is_none() {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() && this.first_byte.is_none() {
                     this.first_byte = Some(Instant::now());
+                }
+                if this.head_done.is_none() {
+                    for &b in new {
+                        this.tail = (this.tail << 8) | u32::from(b);
+                        if this.tail == u32::from_be_bytes(*b"\r\n\r\n") {
+                            this.head_done = Some(Instant::now());
+                            break;
+                        }
+                    }
                 }
                 Poll::Ready(r)
             }
@@ -203,6 +224,8 @@ impl AsyncWrite for TimedStream {
             // Answering: the next read waits for a new request.
             this.waiting_since = None;
             this.first_byte = None;
+            this.head_done = None;
+            this.tail = 0;
             this.answered = true;
         }
         r
@@ -218,6 +241,8 @@ impl AsyncWrite for TimedStream {
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.waiting_since = None;
             this.first_byte = None;
+            this.head_done = None;
+            this.tail = 0;
             this.answered = true;
         }
         r
@@ -282,6 +307,14 @@ mod tests {
             "{waited:?}"
         );
         drop(dribble);
+
+        // A whole head, then an answer that takes 30 s (a blocking
+        // playlist): the header timeout no longer applies.
+        let (mut server, mut client) = pair(Duration::from_secs(10), Duration::from_secs(60)).await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let _ = server.read(&mut buf).await.unwrap();
+        let pending = tokio::time::timeout(Duration::from_secs(30), server.read(&mut buf)).await;
+        assert!(pending.is_err(), "cut while answering: {pending:?}");
 
         // Answered once, a kept-alive connection may sit idle up to 60 s.
         let (mut server, mut client) = pair(Duration::from_secs(10), Duration::from_secs(60)).await;
