@@ -41,6 +41,9 @@ pub async fn run(
     mut reload: mpsc::Receiver<()>,
     shutdown: CancellationToken,
 ) -> Result<Stopped> {
+    // The data dir is ours alone, or nothing starts (a second agent would
+    // repair the first one's open recordings).
+    let _data_dir_lock = crate::lock::lock_data_dir(&config.agent.data_dir)?;
     // Ports first: an agent that cannot serve fails before it starts anything.
     let rtsp_listener = bind(config.rtsp.listen, "rtsp")?;
     let rtsp_addr = rtsp_listener.local_addr()?;
@@ -93,8 +96,9 @@ pub async fn run(
     info!("http listening on {http_addr}");
     let http = tokio::spawn(http::serve(http::Inputs {
         listener: http_listener,
-        router: http::router(control.clone(), http_config_rx),
+        router: http::router(control.clone(), http_config_rx.clone()),
         rebind: http_rebind_rx,
+        config: http_config_rx,
         shutdown: shutdown.clone(),
     }));
     let mqtt = tokio::spawn(mqtt::run(control.clone(), shutdown.clone()));

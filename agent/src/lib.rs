@@ -8,6 +8,7 @@ pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod lock;
 pub mod media;
 pub mod mqtt;
 pub mod notify;

@@ -79,10 +79,19 @@ fuzz_target!(|data: &[u8]| {
     // The same bytes as one AAC frame.
     let mut out = Vec::new();
     if aac::packetize(&data[4..], max_packet, 0, &mut track, &mut out) {
-        assert!(out[0].len() <= max_packet);
-        let (_, payload) = rtp::parse(&out[0]).expect("an RTP packet");
-        let size = (u16::from_be_bytes([payload[2], payload[3]]) >> 3) as usize;
-        assert_eq!(&payload[4..], &data[4..]);
-        assert_eq!(size, data.len() - 4);
+        // One packet, or fragments (RFC 3640 3.2.3) that join back into
+        // the AU, each with the whole AU's size, the marker on the last.
+        let mut joined = Vec::new();
+        for (i, p) in out.iter().enumerate() {
+            assert!(p.len() <= max_packet);
+            let (h, payload) = rtp::parse(p).expect("an RTP packet");
+            assert_eq!(h.marker, i + 1 == out.len());
+            let size = (u16::from_be_bytes([payload[2], payload[3]]) >> 3) as usize;
+            assert_eq!(size, data.len() - 4);
+            joined.extend_from_slice(&payload[4..]);
+        }
+        assert_eq!(joined, &data[4..]);
+    } else {
+        assert!(out.is_empty() && data.len() - 4 > 8191);
     }
 });

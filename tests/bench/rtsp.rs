@@ -222,7 +222,11 @@ fn measure(rt: &tokio::runtime::Runtime, n: usize, seconds: u64, stream: &str) -
     let started = Instant::now();
     let agent = Agent::start_with_rtsp(
         tempfile::tempdir()?,
-        &format!("max_sessions = {}", n + 10),
+        // Every viewer comes from 127.0.0.1: lift the per-client caps.
+        &format!(
+            "max_sessions = {0}\nmax_sessions_per_client = {0}\nmax_connections_per_client = {0}",
+            n + 10
+        ),
         stream,
     );
     let pid = agent.pid();

@@ -11,10 +11,10 @@ use record_common::*;
 use streamswitch_tests::Agent;
 
 fn name_unix_secs(path: &std::path::Path) -> i64 {
-    // ..._YYYYMMDDTHHMMSS.mmmZ.mp4: compare as seconds of the day is not
+    // ..._YYYYMMDDTHHMMSS.mmmZ...: compare as seconds of the day is not
     // enough across midnight; use `date` to parse.
     let name = path.file_name().unwrap().to_str().unwrap();
-    let t = &name[name.len() - 24..name.len() - 9];
+    let t = &name_time(name)[..15];
     let iso = format!(
         "{}-{}-{} {}:{}:{} UTC",
         &t[0..4],
@@ -111,7 +111,12 @@ fn a_clock_step_splits_the_file() {
         Duration::from_secs(10),
         || (status(port, "cam")["fragments"].as_u64().unwrap() >= 8).then_some(()),
     );
-    let r = http(port, "POST", "/api/recordings/cam/stop", &[]);
+    let r = http(
+        port,
+        "POST",
+        "/api/recordings/cam/stop",
+        &[("Content-Type", "application/json")],
+    );
     assert_eq!(r.status, 200);
     let files = wait_for("the second file closed", Duration::from_secs(10), || {
         let f = closed_files(&data);

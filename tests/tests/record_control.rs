@@ -38,7 +38,12 @@ fn start_and_stop_per_stream() {
     );
 
     // Stop: the open file is closed and playable.
-    let r = http(port, "POST", "/api/recordings/cam/stop", &[]);
+    let r = http(
+        port,
+        "POST",
+        "/api/recordings/cam/stop",
+        &[("Content-Type", "application/json")],
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["enabled"], false);
     wait_for("cam stopped", Duration::from_secs(10), || {
@@ -57,11 +62,23 @@ fn start_and_stop_per_stream() {
 
     // Start the other stream, then cam again.
     assert_eq!(
-        http(port, "POST", "/api/recordings/idle/start", &[]).status,
+        http(
+            port,
+            "POST",
+            "/api/recordings/idle/start",
+            &[("Content-Type", "application/json")]
+        )
+        .status,
         200
     );
     assert_eq!(
-        http(port, "POST", "/api/recordings/cam/start", &[]).status,
+        http(
+            port,
+            "POST",
+            "/api/recordings/cam/start",
+            &[("Content-Type", "application/json")]
+        )
+        .status,
         200
     );
     wait_for("both recording", Duration::from_secs(20), || {
@@ -69,7 +86,13 @@ fn start_and_stop_per_stream() {
             .then_some(())
     });
     assert_eq!(
-        http(port, "POST", "/api/recordings/nope/start", &[]).status,
+        http(
+            port,
+            "POST",
+            "/api/recordings/nope/start",
+            &[("Content-Type", "application/json")]
+        )
+        .status,
         404
     );
 }

@@ -14,7 +14,7 @@ const FRAGMENT_S: f64 = 0.5;
 
 /// Milliseconds since the epoch that a recording name encodes.
 fn name_time_ms(name: &str) -> i64 {
-    let t = &name[name.len() - 24..name.len() - 5]; // YYYYMMDDTHHMMSS.mmm
+    let t = &name_time(name)[..19]; // YYYYMMDDTHHMMSS.mmm
     let secs_of_day = |s: &str| -> i64 { s.parse().unwrap() };
     let (y, mo, d) = (
         secs_of_day(&t[0..4]),

@@ -74,7 +74,7 @@ fn segments_have_the_configured_length_and_decode() {
         assert_eq!(decode_errors(f), "", "{}", f.display());
         let name = f.file_name().unwrap().to_str().unwrap();
         assert!(
-            name.starts_with("cam_") && name.ends_with("Z.mp4"),
+            name.starts_with("cam_") && name_time(name).ends_with('Z'),
             "{name}"
         );
         let day = f.parent().unwrap().file_name().unwrap().to_str().unwrap();

@@ -16,10 +16,28 @@ pub struct HttpConfig {
     pub cors_origin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuthConfig>,
+    /// Connections open at once; more are closed as they come.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A request's head must arrive within this of its first byte.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// A kept-alive connection with no new request this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
 }
 
 fn default_listen() -> SocketAddr {
     ([0, 0, 0, 0], 8888).into()
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 impl Default for HttpConfig {
@@ -28,6 +46,9 @@ impl Default for HttpConfig {
             listen: default_listen(),
             cors_origin: None,
             auth: None,
+            max_connections: default_max_connections(),
+            header_timeout_seconds: default_header_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
         }
     }
 }
@@ -44,6 +65,20 @@ pub struct HttpAuthConfig {
 
 impl HttpConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if !(1..=100_000).contains(&self.max_connections) {
+            return Err((
+                "http.max_connections".into(),
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        for (key, value) in [
+            ("http.header_timeout_seconds", self.header_timeout_seconds),
+            ("http.idle_timeout_seconds", self.idle_timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&value) {
+                return Err((key.into(), "must be between 1 and 3600".into()));
+            }
+        }
         // It goes verbatim into a header.
         if let Some(origin) = &self.cors_origin {
             if origin.is_empty() || !origin.bytes().all(|b| b.is_ascii_graphic()) {

@@ -296,6 +296,58 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
     }
 
     #[test]
+    fn values_that_would_overflow_are_refused_with_their_place() {
+        for (table, line, key) in [
+            (
+                "[recording]\nmax_age_hours = 9223372036854775807\n",
+                "max_age_hours",
+                "recording.max_age_hours",
+            ),
+            (
+                "[rtsp]\nmax_sessions = 9223372036854775807\n",
+                "max_sessions",
+                "rtsp.max_sessions",
+            ),
+            (
+                "[rtsp]\nmax_connections_per_client = 0\n",
+                "max_connections_per_client",
+                "rtsp.max_connections_per_client",
+            ),
+            (
+                "[recording]\nqueue_seconds = 0\n",
+                "queue_seconds",
+                "recording.queue_seconds",
+            ),
+            (
+                "[http]\nmax_connections = 0\n",
+                "max_connections",
+                "http.max_connections",
+            ),
+            (
+                "[http]\nheader_timeout_seconds = 99999\n",
+                "header_timeout_seconds",
+                "http.header_timeout_seconds",
+            ),
+        ] {
+            let section = table.lines().next().unwrap();
+            let text = if GOOD.contains(section) {
+                GOOD.replace(&format!("{section}\n"), table)
+            } else {
+                format!("{table}{GOOD}")
+            };
+            let e = err(&text);
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            let expected_line = text.lines().position(|l| l.starts_with(line)).unwrap() + 1;
+            assert_eq!(e.line, Some(expected_line), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("x.toml:{expected_line}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn stream_names_of_http_routes_are_refused() {
         let e = err(&GOOD.replace("name = \"cam\"", "name = \"metrics\""));
         assert_eq!(e.key.as_deref(), Some("stream[0].name"));

@@ -31,7 +31,17 @@ pub struct RecordingConfig {
     pub min_free_percent: f64,
     #[serde(default = "default_fsync")]
     pub fsync: FsyncPolicy,
+    /// Each recorder's queue between the stream and the disk holds up to
+    /// this much media (seconds since it arrived), absorbing disk stalls.
+    #[serde(default = "default_queue_seconds")]
+    pub queue_seconds: u32,
+    /// ... and never more than these bytes.
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: u64,
 }
+
+/// 100 years: more is surely a typo, and would overflow time arithmetic.
+const MAX_AGE_HOURS_LIMIT: u64 = 100 * 366 * 24;
 
 fn default_max_age() -> u64 {
     7 * 24
@@ -45,6 +55,12 @@ fn default_min_free() -> f64 {
 fn default_fsync() -> FsyncPolicy {
     FsyncPolicy::Fragment
 }
+fn default_queue_seconds() -> u32 {
+    30
+}
+fn default_queue_max_bytes() -> u64 {
+    64 << 20
+}
 
 impl Default for RecordingConfig {
     fn default() -> Self {
@@ -53,6 +69,8 @@ impl Default for RecordingConfig {
             max_bytes: default_max_bytes(),
             min_free_percent: default_min_free(),
             fsync: default_fsync(),
+            queue_seconds: default_queue_seconds(),
+            queue_max_bytes: default_queue_max_bytes(),
         }
     }
 }
@@ -63,6 +81,24 @@ impl RecordingConfig {
             return Err((
                 "recording.min_free_percent".into(),
                 "must be between 0 and 90".into(),
+            ));
+        }
+        if self.max_age_hours > MAX_AGE_HOURS_LIMIT {
+            return Err((
+                "recording.max_age_hours".into(),
+                format!("must be at most {MAX_AGE_HOURS_LIMIT} (100 years; 0: no limit)"),
+            ));
+        }
+        if !(1..=3600).contains(&self.queue_seconds) {
+            return Err((
+                "recording.queue_seconds".into(),
+                "must be between 1 and 3600".into(),
+            ));
+        }
+        if !((1 << 20)..=(4 << 30)).contains(&self.queue_max_bytes) {
+            return Err((
+                "recording.queue_max_bytes".into(),
+                "must be between 1 MiB (1048576) and 4 GiB".into(),
             ));
         }
         Ok(())

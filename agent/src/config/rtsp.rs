@@ -20,6 +20,16 @@ pub struct RtspConfig {
     /// Largest RTP packet sent, in bytes (RTP header included).
     #[serde(default = "default_max_packet")]
     pub max_packet_size: usize,
+    /// Connections one client address may hold open at once.
+    #[serde(default = "default_per_client")]
+    pub max_connections_per_client: usize,
+    /// Sessions one client address may hold at once (453 beyond).
+    #[serde(default = "default_per_client")]
+    pub max_sessions_per_client: usize,
+    /// A connection that has not sent a complete request this long after
+    /// it was accepted is closed.
+    #[serde(default = "default_first_request")]
+    pub first_request_timeout_seconds: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<RtspAuthConfig>,
 }
@@ -36,6 +46,16 @@ fn default_session_timeout() -> u64 {
 fn default_max_packet() -> usize {
     1400
 }
+fn default_per_client() -> usize {
+    32
+}
+fn default_first_request() -> u64 {
+    10
+}
+
+/// Upper bound of `max_sessions`: the connection cap derived from it
+/// (`2 * max_sessions + 16`) must not overflow, and no board holds more.
+const MAX_SESSIONS_LIMIT: usize = 100_000;
 
 impl Default for RtspConfig {
     fn default() -> Self {
@@ -44,6 +64,9 @@ impl Default for RtspConfig {
             max_sessions: default_max_sessions(),
             session_timeout_seconds: default_session_timeout(),
             max_packet_size: default_max_packet(),
+            max_connections_per_client: default_per_client(),
+            max_sessions_per_client: default_per_client(),
+            first_request_timeout_seconds: default_first_request(),
             auth: None,
         }
     }
@@ -83,13 +106,34 @@ fn default_methods() -> Vec<RtspAuthMethod> {
 
 impl RtspConfig {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        if self.max_sessions == 0 {
-            return Err(("rtsp.max_sessions".into(), "must be at least 1".into()));
+        if !(1..=MAX_SESSIONS_LIMIT).contains(&self.max_sessions) {
+            return Err((
+                "rtsp.max_sessions".into(),
+                format!("must be between 1 and {MAX_SESSIONS_LIMIT}"),
+            ));
         }
-        if self.session_timeout_seconds < 5 {
+        if !(5..=86_400).contains(&self.session_timeout_seconds) {
             return Err((
                 "rtsp.session_timeout_seconds".into(),
-                "must be at least 5".into(),
+                "must be between 5 and 86400".into(),
+            ));
+        }
+        if !(1..=MAX_SESSIONS_LIMIT).contains(&self.max_connections_per_client) {
+            return Err((
+                "rtsp.max_connections_per_client".into(),
+                format!("must be between 1 and {MAX_SESSIONS_LIMIT}"),
+            ));
+        }
+        if !(1..=MAX_SESSIONS_LIMIT).contains(&self.max_sessions_per_client) {
+            return Err((
+                "rtsp.max_sessions_per_client".into(),
+                format!("must be between 1 and {MAX_SESSIONS_LIMIT}"),
+            ));
+        }
+        if !(1..=3600).contains(&self.first_request_timeout_seconds) {
+            return Err((
+                "rtsp.first_request_timeout_seconds".into(),
+                "must be between 1 and 3600".into(),
             ));
         }
         if !(200..=65_000).contains(&self.max_packet_size) {

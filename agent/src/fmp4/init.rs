@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use mp4_atom::{
-    Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, Free, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc,
-    Mdhd, Mdia, Mehd, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url,
-    Visual, Vmhd,
+    Audio, Avc1, Avcc, AvccExt, Codec, Dinf, Dref, Encode, Esds, Free, Ftyp, Hdlr, Hvc1, HvcCArray,
+    Hvcc, Mdhd, Mdia, Mehd, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex,
+    Url, Visual, Vmhd,
 };
 
 use super::{Error, Result, MOVIE_TIMESCALE};
@@ -178,7 +178,15 @@ fn trak(track_id: u32, track: &TrackInfo) -> Trak {
                         length_size: 4,
                         sequence_parameter_sets: vec![p.sps.to_vec()],
                         picture_parameter_sets: vec![p.pps.to_vec()],
-                        ext: None,
+                        // High profiles: chroma format and bit depths too.
+                        ext: crate::media::h264::avcc_extension(&p.sps).map(
+                            |(chroma_format, bit_depth_luma, bit_depth_chroma)| AvccExt {
+                                chroma_format,
+                                bit_depth_luma,
+                                bit_depth_chroma,
+                                sequence_parameter_sets_ext: Vec::new(),
+                            },
+                        ),
                     },
                     btrt: None,
                     colr: None,

@@ -16,7 +16,9 @@ mod tests;
 
 pub use fragment::{Fragment, FragmentBuilder, Timeline};
 pub use init::{init_segment, padded_init_segment};
-pub use scan::{declared_duration, scan, with_duration, Scan, ScannedFragment};
+pub use scan::{
+    declared_duration, fragments_without_header, scan, with_duration, Scan, ScannedFragment,
+};
 
 /// Timescale of the movie header (mvhd, mehd, tkhd): milliseconds.
 pub const MOVIE_TIMESCALE: u32 = 1000;

@@ -186,6 +186,73 @@ pub fn scan<R: Read + Seek>(r: &mut R) -> Result<Scan> {
     })
 }
 
+/// Complete moof + mdat pairs found when the header cannot be read (a
+/// torn or corrupted moov): every place `moof` appears in the first
+/// `window` bytes is tried as the start of a run of fragments; the longest
+/// run is returned. Repair uses it to tell a file with media from one
+/// without, never to play it.
+pub fn fragments_without_header<R: Read + Seek>(
+    r: &mut R,
+    window: u64,
+) -> Result<Vec<ScannedFragment>> {
+    let file_len = r.seek(SeekFrom::End(0))?;
+    let mut head = Vec::new();
+    r.seek(SeekFrom::Start(0))?;
+    r.take(window.min(file_len)).read_to_end(&mut head)?;
+    let mut best = Vec::new();
+    let candidates = head
+        .windows(4)
+        .enumerate()
+        .filter(|(i, w)| *i >= 4 && *w == b"moof")
+        .map(|(i, _)| i as u64 - 4)
+        .take(64);
+    for offset in candidates {
+        let run = fragments_from(r, offset, file_len)?;
+        if run.len() > best.len() {
+            best = run;
+        }
+    }
+    Ok(best)
+}
+
+/// The complete moof + mdat pairs from `offset` on, up to the first box
+/// that is not one.
+fn fragments_from<R: Read + Seek>(
+    r: &mut R,
+    mut offset: u64,
+    file_len: u64,
+) -> Result<Vec<ScannedFragment>> {
+    let mut out = Vec::new();
+    let mut pending: Option<(Moof, u64)> = None;
+    loop {
+        let b = match read_box_header(r, offset, file_len) {
+            Ok(Some(b)) => b,
+            Ok(None) | Err(Error::Malformed { .. }) => break,
+            Err(e) => return Err(e),
+        };
+        let end = offset.saturating_add(b.size);
+        if end > file_len {
+            break;
+        }
+        match (&b.kind, pending.take()) {
+            (b"moof", None) => match read_box(r, &b).map(|buf| Moof::decode(&mut buf.as_slice())) {
+                Ok(Ok(m)) => pending = Some((m, offset)),
+                _ => break,
+            },
+            (b"mdat", Some((moof, moof_offset))) if data_fits(&moof, moof_offset, end) => {
+                out.push(ScannedFragment {
+                    offset: moof_offset,
+                    end,
+                    sequence: moof.mfhd.sequence_number,
+                });
+            }
+            _ => break,
+        }
+        offset = end;
+    }
+    Ok(out)
+}
+
 /// Every trun's samples lie inside the fragment (offsets from the moof).
 fn data_fits(moof: &Moof, moof_offset: u64, end: u64) -> bool {
     moof.traf.iter().all(|traf| {

@@ -73,8 +73,10 @@ async fn serve(
             init.map_or_else(not_found, |b| media(b, "no-cache"))
         }
         Resource::Segment(msn) => {
-            let data = muxer.read(|w| w.segment_data(msn)).flatten();
-            data.map_or_else(not_found, |b| media(b, MEDIA_CACHE))
+            // The parts are taken (shared) under the window's lock and
+            // joined after it, so the muxer never waits for the copy.
+            let parts = muxer.read(|w| w.segment_data(msn)).flatten();
+            parts.map_or_else(not_found, |p| media(Bytes::from(p.concat()), MEDIA_CACHE))
         }
         Resource::Part(msn, part) => part_response(&muxer, msn, part).await,
     }

@@ -18,6 +18,11 @@ use crate::media::{rescale, Frame, StreamInfo};
 /// It sits below one second so that a 1 s GOP with timing jitter still
 /// gives 1 s segments, and above [`super::MSN_CLOCK_MS`].
 pub const MIN_SEGMENT_MS: i64 = 900;
+/// A segment is cut here even without a keyframe: a source with a long GOP
+/// or none at all (intra refresh) must not grow one segment without limit
+/// in memory. Such a segment does not start independent; players that
+/// join there wait for the next keyframe.
+pub const MAX_SEGMENT_MS: i64 = 10_000;
 
 #[derive(Debug)]
 pub enum Event {
@@ -33,6 +38,7 @@ pub struct Segmenter {
     tracks: usize,
     part_target: i64,
     min_segment: i64,
+    max_segment: i64,
     /// Main-track decode times (frame dts) where the current segment and
     /// part start, and of the held main-track frame; `None` before the
     /// first keyframe.
@@ -53,6 +59,7 @@ impl Segmenter {
             tracks: info.tracks.len(),
             part_target: rescale(part_target.as_micros() as i64, 1_000_000, rate),
             min_segment: rescale(MIN_SEGMENT_MS, 1000, rate),
+            max_segment: rescale(MAX_SEGMENT_MS, 1000, rate),
             segment_start: None,
             part_start: 0,
             held: 0,
@@ -91,7 +98,8 @@ impl Segmenter {
         let estimate = dts - self.held;
         self.builder.push(frame)?;
         self.held = dts;
-        if key && dts - segment_start >= self.min_segment {
+        let length = dts - segment_start;
+        if (key && length >= self.min_segment) || length >= self.max_segment {
             self.cut(dts, out)?;
             out.push(Event::SegmentEnd);
             self.segment_start = Some(dts);
@@ -175,6 +183,27 @@ mod tests {
                 Event::SegmentEnd => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_still_gets_bounded_segments() {
+        // One keyframe, then 60 s of intra refresh.
+        let events = run(25, 25 * 1000, 60);
+        let ends = events
+            .iter()
+            .filter(|e| matches!(e, Event::SegmentEnd))
+            .count();
+        assert!(ends >= 5, "{ends} segments in 60 s");
+        let mut length = 0;
+        for e in &events {
+            match e {
+                Event::Part(p) => length += p.duration,
+                Event::SegmentEnd => {
+                    assert!(length <= (MAX_SEGMENT_MS as u64) * 90 + 18_900, "{length}");
+                    length = 0;
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+/// Most media bytes a window holds: beyond, the oldest complete segments
+/// go even if fewer than `capacity` remain (a high bitrate with long
+/// segments). The open segment is bounded by the segmenter's
+/// `MAX_SEGMENT_MS`.
+pub const MAX_WINDOW_BYTES: usize = 48 << 20;
 
 /// One partial segment: a moof+mdat pair.
 #[derive(Clone, Debug)]
@@ -177,6 +183,11 @@ impl Window {
 
     /// Appends a part to the open segment, opening one if none is.
     pub fn push_part(&mut self, part: Part) {
+        self.push_part_within(part, MAX_WINDOW_BYTES);
+    }
+
+    /// [`Window::push_part`], holding at most `max_bytes`.
+    fn push_part_within(&mut self, part: Part, max_bytes: usize) {
         if self.segments.back().is_none_or(|s| s.complete) {
             self.segments.push_back(Segment {
                 msn: self.next_msn,
@@ -191,6 +202,23 @@ impl Window {
         if let Some(open) = self.segments.back_mut() {
             open.parts.push(part);
         }
+        // Complete segments go, oldest first, while over the byte cap.
+        while self.bytes() > max_bytes && self.segments.front().is_some_and(|s| s.complete) {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(gone) = self.segments.pop_front() {
+            if gone.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+        }
+        // Inits that no segment needs any more, except the current one.
+        let oldest = self.segments.front().map_or(self.next_msn, |s| s.init);
+        while self.inits.len() > 1 && self.inits.front().is_some_and(|(id, _)| *id < oldest) {
+            self.inits.pop_front();
+        }
     }
 
     /// Closes the open segment and drops the oldest beyond the capacity.
@@ -202,16 +230,7 @@ impl Window {
         let rounded = (open.duration().as_secs_f64().round() as u64).max(1);
         self.target_duration = self.target_duration.max(rounded);
         while self.segments.iter().filter(|s| s.complete).count() > self.capacity {
-            if let Some(gone) = self.segments.pop_front() {
-                if gone.discontinuity {
-                    self.discontinuity_sequence += 1;
-                }
-            }
-        }
-        // Inits that no segment needs any more, except the current one.
-        let oldest = self.segments.front().map_or(self.next_msn, |s| s.init);
-        while self.inits.len() > 1 && self.inits.front().is_some_and(|(id, _)| *id < oldest) {
-            self.inits.pop_front();
+            self.drop_oldest();
         }
     }
 
@@ -280,13 +299,12 @@ impl Window {
     }
 
     /// A complete segment's bytes: its parts back to back.
-    pub fn segment_data(&self, msn: u64) -> Option<Bytes> {
+    /// The parts of complete segment `msn`, in order: shared, not copied,
+    /// so the caller builds the body after it lets the window go (the
+    /// muxer waits for it).
+    pub fn segment_data(&self, msn: u64) -> Option<Vec<Bytes>> {
         let seg = self.segment(msn).filter(|s| s.complete)?;
-        let mut out = BytesMut::with_capacity(seg.bytes());
-        for p in &seg.parts {
-            out.extend_from_slice(&p.data);
-        }
-        Some(out.freeze())
+        Some(seg.parts.iter().map(|p| p.data.clone()).collect())
     }
 
     fn segment(&self, msn: u64) -> Option<&Segment> {
@@ -360,9 +378,38 @@ mod tests {
     }
 
     #[test]
+    fn the_window_never_holds_more_than_its_byte_cap() {
+        let big = |start_ms: u64| Part {
+            data: Bytes::from(vec![0u8; 1000]),
+            start: Duration::from_millis(start_ms),
+            duration: Duration::from_millis(200),
+            independent: false,
+        };
+        let (mut capped, mut uncapped) = (window(), window());
+        for s in 0..6u64 {
+            for p in 0..5 {
+                capped.push_part_within(big(s * 1000 + p * 200), 7_000);
+                uncapped.push_part(big(s * 1000 + p * 200));
+                // Over the cap only while the open segment is all there is.
+                let complete = capped.segments().filter(|s| s.complete).count();
+                assert!(
+                    capped.bytes() <= 7_000 || complete == 0,
+                    "{}",
+                    capped.bytes()
+                );
+            }
+            capped.close_segment();
+            uncapped.close_segment();
+        }
+        let complete = |w: &Window| w.segments().filter(|s| s.complete).count();
+        assert_eq!(complete(&uncapped), 2, "capacity");
+        assert_eq!(complete(&capped), 1, "byte cap");
+    }
+
+    #[test]
     fn a_segment_is_its_parts_back_to_back() {
         let w = filled(2);
-        let seg = w.segment_data(0).unwrap();
+        let seg = w.segment_data(0).unwrap().concat();
         assert_eq!(seg.len(), 15);
         assert_eq!(&seg[..3], &[0, 0, 0]);
         assert_eq!(&seg[3..6], &[200, 200, 200]);

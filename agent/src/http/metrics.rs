@@ -167,6 +167,14 @@ async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
         m.sample(&[("stream", &r.stream)], r.errors);
     }
     m.family(
+        "streamswitch_recording_dropped_frames_total",
+        "counter",
+        "Frames lost before the disk: the recorder's queue was full.",
+    );
+    for r in &recorders {
+        m.sample(&[("stream", &r.stream)], r.dropped_frames);
+    }
+    m.family(
         "streamswitch_recording_fsyncs_total",
         "counter",
         "fsync calls of the stream's recorder.",
@@ -199,6 +207,22 @@ async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
         "Seconds since the agent process started.",
     );
     m.sample_f64(&[], process.uptime_s);
+    m.family(
+        "streamswitch_rtsp_refused_total",
+        "counter",
+        "RTSP connections, sessions and SETUPs refused, by limit.",
+    );
+    for (reason, n) in crate::rtsp::limits::refusals() {
+        m.sample(&[("reason", reason)], n);
+    }
+    let (refused, timed_out) = super::limits::counts();
+    m.family(
+        "streamswitch_http_refused_total",
+        "counter",
+        "HTTP connections closed at the connection cap or by a timeout.",
+    );
+    m.sample(&[("reason", "connections")], refused);
+    m.sample(&[("reason", "timeout")], timed_out);
 
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], m.text)
 }

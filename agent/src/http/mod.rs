@@ -6,6 +6,8 @@
 mod api;
 mod auth;
 mod cors;
+mod csrf;
+pub mod limits;
 mod metrics;
 mod ui;
 
@@ -13,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::middleware;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -37,6 +40,10 @@ pub fn router(control: Arc<Control>, config: watch::Receiver<HttpConfig>) -> Rou
             config.clone(),
             auth::require,
         ))
+        .layer(middleware::from_fn_with_state(
+            config.clone(),
+            csrf::refuse_cross_site,
+        ))
         // Outermost, so that preflights skip authentication.
         .layer(middleware::from_fn_with_state(config, cors::cors))
 }
@@ -48,6 +55,8 @@ pub struct Inputs {
     /// A new listener replaces the current one when `[http] listen`
     /// changes; requests in flight on the old one finish.
     pub rebind: mpsc::Receiver<std::net::TcpListener>,
+    /// The live `[http]` settings: connection cap and timeouts.
+    pub config: watch::Receiver<HttpConfig>,
     pub shutdown: CancellationToken,
 }
 
@@ -57,12 +66,15 @@ pub async fn serve(inputs: Inputs) {
         mut listener,
         router,
         mut rebind,
+        config,
         shutdown,
     } = inputs;
     loop {
         let stop = shutdown.child_token();
         let tokio_listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
+            // tap_io: so that `ConnectInfo<SocketAddr>` works as on a bare
+            // TcpListener (see `limits`).
+            Ok(l) => limits::LimitedListener::new(l, config.clone()).tap_io(|_| {}),
             Err(e) => {
                 warn!("http server stopped: {e}");
                 return;

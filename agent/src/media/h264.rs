@@ -41,6 +41,33 @@ pub fn sps_size(sps: &[u8]) -> Option<(u32, u32)> {
     sps.pixel_dimensions().ok()
 }
 
+/// What the avcC box of an SPS's profile must carry besides the SPS and
+/// PPS (ISO/IEC 14496-15 5.3.3.1): chroma_format, bit_depth_luma and
+/// bit_depth_chroma, for every profile but Baseline, Main and Extended (66,
+/// 77, 88), as ffmpeg writes them. `None` for those three, or when the SPS
+/// does not parse.
+pub fn avcc_extension(sps: &[u8]) -> Option<(u8, u8, u8)> {
+    let (&header, rest) = sps.split_first()?;
+    if header & 0x1f != NAL_SPS || matches!(rest.first(), Some(66 | 77 | 88) | None) {
+        return None;
+    }
+    let rbsp = unescape_rbsp(rest);
+    let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).ok()?;
+    let c = &sps.chroma_info;
+    let chroma = match c.chroma_format {
+        h264_reader::nal::sps::ChromaFormat::Monochrome => 0,
+        h264_reader::nal::sps::ChromaFormat::YUV420 => 1,
+        h264_reader::nal::sps::ChromaFormat::YUV422 => 2,
+        h264_reader::nal::sps::ChromaFormat::YUV444 => 3,
+        h264_reader::nal::sps::ChromaFormat::Invalid(_) => return None,
+    };
+    Some((
+        chroma,
+        c.bit_depth_luma_minus8 + 8,
+        c.bit_depth_chroma_minus8 + 8,
+    ))
+}
+
 /// Joins NAL units into one access unit with 4-byte big-endian lengths.
 pub fn length_prefixed<'a>(nals: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
     let mut out = BytesMut::new();
@@ -100,6 +127,42 @@ mod tests {
         );
         let truncated = au.slice(..au.len() - 1);
         assert_eq!(nal_units(&truncated).count(), 1);
+    }
+
+    /// x264's SPS of a 320x240 High 4:2:2 stream, and of a Baseline one.
+    const HIGH_422_SPS: &str = "677a000cbcd94141fb011000000300100000030140f1429960";
+    const BASELINE_SPS: &str = "6742c00bd90141fb011000000300100000030140f142a480";
+
+    #[test]
+    fn high_profiles_need_the_avcc_extension_fields() {
+        assert_eq!(avcc_extension(&sps(HIGH_422_SPS)), Some((2, 8, 8)));
+        assert_eq!(sps_size(&sps(HIGH_422_SPS)), Some((320, 240)));
+        assert_eq!(avcc_extension(&sps(BASELINE_SPS)), None);
+        assert_eq!(avcc_extension(&[0x67]), None);
+    }
+
+    #[test]
+    fn an_init_segment_of_a_high_profile_carries_them() {
+        use mp4_atom::{Decode, Moov};
+        let mut info = crate::media::test_stream_info();
+        info.tracks[0].params = crate::media::TrackParams::H264(H264Params {
+            sps: Bytes::from(sps(HIGH_422_SPS)),
+            pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+            width: 320,
+            height: 240,
+        });
+        let init = crate::fmp4::init_segment(&std::sync::Arc::new(info), None).unwrap();
+        let at = init.windows(4).position(|w| w == b"moov").unwrap() - 4;
+        let moov = Moov::decode(&mut &init[at..]).unwrap();
+        let stsd = &moov.trak[0].mdia.minf.stbl.stsd;
+        let Some(mp4_atom::Codec::Avc1(avc1)) = stsd.codecs.first() else {
+            panic!("{stsd:?}");
+        };
+        let ext = avc1.avcc.ext.as_ref().expect("the extension fields");
+        assert_eq!(
+            (ext.chroma_format, ext.bit_depth_luma, ext.bit_depth_chroma),
+            (2, 8, 8)
+        );
     }
 
     fn sps(hex: &str) -> Vec<u8> {

@@ -75,6 +75,21 @@ pub fn from_env() -> Arc<dyn WallClock> {
     }
 }
 
+/// No real time is earlier than this (the code that reads it is younger).
+/// A board without an RTC boots at 1970 and stays there until NTP syncs.
+const TRUSTED_FLOOR_UNIX_SECONDS: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+
+/// Whether a wall-clock reading can name a recording. The kernel's own
+/// flag (adjtimex `STA_UNSYNC`) is not used: it stays set on boards and
+/// containers whose time is right but set by no NTP daemon that talks to
+/// the kernel (this project's dev machine reports `TIME_ERROR`), and a
+/// board that trusted nothing would never age anything. A time before the
+/// floor is certainly wrong; a plausible but wrong time is harmless to
+/// order (retention orders by sequence) and only ever delays ageing.
+pub fn trusted(t: DateTime<Utc>) -> bool {
+    t.timestamp() >= TRUSTED_FLOOR_UNIX_SECONDS
+}
+
 /// The wall-clock time of a monotonic instant, as the clock tells it now.
 pub fn utc_of(clock: &dyn WallClock, at: Instant) -> DateTime<Utc> {
     let now = Instant::now();

@@ -19,9 +19,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::paths;
+use super::paths::{self, Order};
 use crate::config::FsyncPolicy;
 use crate::fmp4;
+
+/// Attempts at creating the day directory and the file in it: retention
+/// (on another thread) removes an empty day directory, possibly between
+/// the two steps; then both are done again.
+const CREATE_ATTEMPTS: usize = 5;
 
 /// Write calls, syncs and bytes, for the status and the benchmark.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,6 +48,11 @@ pub struct RecordingFile {
     /// write fails half-way.
     len: u64,
     policy: FsyncPolicy,
+}
+
+/// `e` with what was being done, same kind (ENOSPC stays ENOSPC).
+fn context(e: io::Error, what: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 fn sync_dir(dir: &Path, io: &mut IoCounters) -> io::Result<()> {
@@ -77,15 +87,35 @@ impl RecordingFile {
     pub fn create(
         root: &Path,
         stream: &str,
-        mut start: DateTime<Utc>,
+        start: DateTime<Utc>,
+        order: Option<Order>,
         header: Bytes,
         policy: FsyncPolicy,
         io: &mut IoCounters,
     ) -> io::Result<Self> {
+        Self::create_with(root, stream, start, order, header, policy, io, &mut |_| {})
+    }
+
+    /// [`RecordingFile::create`], calling `between` after the day directory
+    /// is there and before the file is created in it (tests remove it).
+    #[allow(clippy::too_many_arguments)]
+    fn create_with(
+        root: &Path,
+        stream: &str,
+        mut start: DateTime<Utc>,
+        order: Option<Order>,
+        header: Bytes,
+        policy: FsyncPolicy,
+        io: &mut IoCounters,
+        between: &mut dyn FnMut(&Path),
+    ) -> io::Result<Self> {
+        let mut attempts = 0;
         let (file, dir, path, relative, partial) = loop {
             let dir = root.join(stream).join(paths::day_dir_name(start));
-            create_dir(&dir, policy, io)?;
-            let name = paths::file_name(stream, start);
+            create_dir(&dir, policy, io)
+                .map_err(|e| context(e, format!("cannot create {}", dir.display())))?;
+            between(&dir);
+            let name = paths::file_name(stream, start, order);
             let path = dir.join(&name);
             let partial = dir.join(format!("{name}{}", paths::PARTIAL_SUFFIX));
             if !path.exists() {
@@ -94,9 +124,23 @@ impl RecordingFile {
                     .create_new(true)
                     .open(&partial)
                 {
-                    Ok(f) => break (f, dir, path, paths::relative_path(stream, start), partial),
+                    Ok(f) => {
+                        let relative = paths::relative_path(stream, start, order);
+                        break (f, dir, path, relative, partial);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
+                    // The day directory went (retention found it empty):
+                    // make it again.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        attempts += 1;
+                        if attempts >= CREATE_ATTEMPTS {
+                            return Err(context(e, format!("cannot create {}", partial.display())));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(context(e, format!("cannot create {}", partial.display())))
+                    }
                 }
             }
             start += chrono::Duration::milliseconds(1);
@@ -190,13 +234,22 @@ mod tests {
             dir.path(),
             "cam",
             t,
+            None,
             header.clone(),
             FsyncPolicy::Fragment,
             &mut io,
         )
         .unwrap();
-        let b = RecordingFile::create(dir.path(), "cam", t, header, FsyncPolicy::Fragment, &mut io)
-            .unwrap();
+        let b = RecordingFile::create(
+            dir.path(),
+            "cam",
+            t,
+            None,
+            header,
+            FsyncPolicy::Fragment,
+            &mut io,
+        )
+        .unwrap();
         assert_eq!(a.relative, "cam/2026-01-02/cam_20260102T030405.000Z.mp4");
         assert_eq!(b.relative, "cam/2026-01-02/cam_20260102T030405.001Z.mp4");
         assert!(dir
@@ -206,5 +259,40 @@ mod tests {
         assert_eq!(a.len, 16);
         assert!(io.fsyncs >= 4, "{io:?}");
         assert_eq!(io.writes, 2);
+    }
+
+    #[test]
+    fn a_day_directory_removed_before_the_file_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let order = Some(Order {
+            seq: 3,
+            trusted: true,
+        });
+        let mut io = IoCounters::default();
+        let mut removed = 0;
+        // Retention finds the new, empty day directory and removes it
+        // between the recorder's two steps, twice.
+        let f = RecordingFile::create_with(
+            dir.path(),
+            "cam",
+            t,
+            order,
+            Bytes::from_static(b"\0\0\0\x10ftypiso6\0\0\0\0"),
+            FsyncPolicy::Fragment,
+            &mut io,
+            &mut |day| {
+                if removed < 2 {
+                    std::fs::remove_dir(day).unwrap();
+                    removed += 1;
+                }
+            },
+        )
+        .expect("the file is made despite retention");
+        assert_eq!(
+            f.relative,
+            "cam/2026-01-02/cam_20260102T030405.000Z_s0000000003.mp4"
+        );
+        assert!(dir.path().join(format!("{}.partial", f.relative)).exists());
     }
 }

@@ -1,5 +1,7 @@
 //! Recordings over HTTP:
-//! - `GET /api/recordings?stream=&from=&to=`: closed files, oldest first;
+//! - `GET /api/recordings?stream=&from=&to=&limit=&cursor=`: closed files,
+//!   oldest first, at most `limit` (default and most: 1000); when there
+//!   may be more, `X-Next-Cursor` is the `cursor` of the next page;
 //! - `GET /api/recordings/status`: every recorder's status;
 //! - `GET /recordings/{stream}/{day}/{file}.mp4`: the file, with Range.
 //!
@@ -37,6 +39,8 @@ struct ListQuery {
     stream: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 async fn list(State(recorders): State<Arc<Recorders>>, Query(q): Query<ListQuery>) -> Response {
@@ -50,12 +54,29 @@ async fn list(State(recorders): State<Arc<Recorders>>, Query(q): Query<ListQuery
             return (StatusCode::BAD_REQUEST, format!("{msg}\n")).into_response()
         }
     };
+    let limit = q.limit.unwrap_or(listing::MAX_PAGE);
+    if !(1..=listing::MAX_PAGE).contains(&limit) {
+        let msg = format!("`limit` must be between 1 and {}\n", listing::MAX_PAGE);
+        return (StatusCode::BAD_REQUEST, msg).into_response();
+    }
     let root = recorders.root().clone();
-    let found =
-        tokio::task::spawn_blocking(move || listing::find(&root, q.stream.as_deref(), from, to))
-            .await
-            .unwrap_or_default();
-    Json(found).into_response()
+    let (found, next) = tokio::task::spawn_blocking(move || {
+        listing::find_page(
+            &root,
+            q.stream.as_deref(),
+            from,
+            to,
+            q.cursor.as_deref(),
+            limit,
+        )
+    })
+    .await
+    .unwrap_or_default();
+    let mut res = Json(found).into_response();
+    if let Some(next) = next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("x-next-cursor", next);
+    }
+    res
 }
 
 async fn statuses(State(recorders): State<Arc<Recorders>>) -> Json<Vec<RecorderStatus>> {

@@ -10,17 +10,20 @@ mod file;
 pub mod http;
 pub mod listing;
 pub mod paths;
+mod queue;
 pub mod repair;
 pub mod retention;
 mod segmenter;
+mod stall;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -29,6 +32,8 @@ use crate::hub::{Hub, Output, SourceState};
 use crate::media::{Frame, Item, SharedStreamInfo};
 use clock::WallClock;
 use file::{IoCounters, RecordingFile};
+use paths::Order;
+use queue::Queue;
 use retention::Retention;
 use segmenter::{Action, Segmenter};
 
@@ -60,6 +65,12 @@ pub struct RecorderStatus {
     pub fsyncs: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Frames lost before the disk: the recorder's queue was full (the
+    /// disk stalled longer than the queue holds).
+    pub dropped_frames: u64,
+    /// Bytes waiting in the recorder's queue now, and at most so far.
+    pub queued_bytes: u64,
+    pub queue_peak_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +81,7 @@ pub enum ControlError {
 
 struct Entry {
     status: Arc<Mutex<RecorderStatus>>,
+    queue: Arc<queue::Stats>,
     enabled: watch::Sender<bool>,
     stop: CancellationToken,
     thread: std::thread::JoinHandle<()>,
@@ -83,6 +95,18 @@ pub struct Recorders {
     clock: Arc<dyn WallClock>,
     entries: Mutex<BTreeMap<String, Entry>>,
     retention: Arc<Retention>,
+    /// Wakes the retention task (a new file opened).
+    retention_due: Arc<Notify>,
+    /// The next file's sequence number, shared by every recorder.
+    seq: Arc<AtomicU64>,
+    queue_limits: Mutex<queue::Limits>,
+}
+
+fn queue_limits(config: &RecordingConfig) -> queue::Limits {
+    queue::Limits {
+        max_age: Duration::from_secs(config.queue_seconds.into()),
+        max_bytes: usize::try_from(config.queue_max_bytes).unwrap_or(usize::MAX),
+    }
 }
 
 impl Recorders {
@@ -96,14 +120,20 @@ impl Recorders {
     ) -> Arc<Self> {
         let root = paths::recordings_root(&config.agent.data_dir);
         repair::repair_all(&root);
+        let seq = retention::next_seq(&retention::list(&root));
         let retention = Arc::new(Retention::new(root.clone(), config.recording.clone()));
         retention.run(clock.now());
+        let retention_due = Arc::new(Notify::new());
         {
-            let (retention, clock) = (retention.clone(), clock.clone());
+            // Retention runs here, on a blocking thread of the runtime,
+            // never on a recorder's thread: scanning a big tree must not
+            // hold up writes.
+            let (retention, clock, due) = (retention.clone(), clock.clone(), retention_due.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(RETENTION_PERIOD) => {}
+                        _ = due.notified() => {}
                         _ = shutdown.cancelled() => return,
                     }
                     let (r, now) = (retention.clone(), clock.now());
@@ -117,6 +147,9 @@ impl Recorders {
             clock,
             entries: Mutex::default(),
             retention,
+            retention_due,
+            seq: Arc::new(AtomicU64::new(seq)),
+            queue_limits: Mutex::new(queue_limits(&config.recording)),
         })
     }
 
@@ -124,6 +157,7 @@ impl Recorders {
     /// policy from each recorder's next file.
     pub fn set_config(&self, config: &RecordingConfig) {
         *lock(&self.fsync) = config.fsync;
+        *lock(&self.queue_limits) = queue_limits(config);
         self.retention.set_config(config.clone());
     }
 
@@ -138,13 +172,17 @@ impl Recorders {
         }));
         let (enabled, enabled_rx) = watch::channel(config.enabled);
         let stop = CancellationToken::new();
+        let queue = Arc::new(queue::Stats::default());
         let recorder = Recorder {
             hub,
             root: self.root.clone(),
             config: config.clone(),
             fsync: *lock(&self.fsync),
             clock: self.clock.clone(),
-            retention: self.retention.clone(),
+            retention_due: self.retention_due.clone(),
+            seq: self.seq.clone(),
+            queue_limits: *lock(&self.queue_limits),
+            queue: queue.clone(),
             status: status.clone(),
             segmenter: Segmenter::new(
                 Duration::from_secs(config.segment_seconds as u64),
@@ -172,6 +210,7 @@ impl Recorders {
             name,
             Entry {
                 status,
+                queue,
                 enabled,
                 stop,
                 thread,
@@ -219,21 +258,28 @@ impl Recorders {
     }
 
     pub fn status(&self, stream: &str) -> Option<RecorderStatus> {
-        lock(&self.entries)
-            .get(stream)
-            .map(|e| lock(&e.status).clone())
+        lock(&self.entries).get(stream).map(Entry::status)
     }
 
     pub fn statuses(&self) -> Vec<RecorderStatus> {
-        lock(&self.entries)
-            .values()
-            .map(|e| lock(&e.status).clone())
-            .collect()
+        lock(&self.entries).values().map(Entry::status).collect()
     }
 
     /// Runs retention now (it also runs periodically and before each file).
     pub fn apply_retention(&self, now: chrono::DateTime<chrono::Utc>) -> u64 {
         self.retention.run(now)
+    }
+}
+
+impl Entry {
+    /// The recorder's status with its queue's counters, read now (the
+    /// recorder thread may be waiting for the disk).
+    fn status(&self) -> RecorderStatus {
+        let mut st = lock(&self.status).clone();
+        st.dropped_frames = self.queue.dropped_frames.load(Ordering::Relaxed);
+        st.queued_bytes = self.queue.queued_bytes.load(Ordering::Relaxed);
+        st.queue_peak_bytes = self.queue.peak_bytes.load(Ordering::Relaxed);
+        st
     }
 }
 
@@ -253,7 +299,10 @@ struct Recorder {
     config: RecordConfig,
     fsync: FsyncPolicy,
     clock: Arc<dyn WallClock>,
-    retention: Arc<Retention>,
+    retention_due: Arc<Notify>,
+    seq: Arc<AtomicU64>,
+    queue_limits: queue::Limits,
+    queue: Arc<queue::Stats>,
     status: Arc<Mutex<RecorderStatus>>,
     segmenter: Segmenter,
     file: Option<RecordingFile>,
@@ -284,14 +333,23 @@ impl Recorder {
                     _ = stop.cancelled() => break,
                 }
             }
-            let mut sub = self.hub.subscribe(Output::Record);
+            // The hub is read by a task on the runtime into a queue of this
+            // recorder's own, which this thread writes out at the disk's
+            // pace: a stall of the disk is absorbed there, not in the hub.
+            let queue = Arc::new(Queue::new(self.queue_limits, self.queue.clone()));
+            let feeding = stop.child_token();
+            tokio::spawn(queue::feed(
+                self.hub.subscribe(Output::Record),
+                queue.clone(),
+                feeding.clone(),
+            ));
             info!(
                 stream = self.hub.name(),
                 "recording (segments of {} s)", self.config.segment_seconds
             );
             loop {
                 tokio::select! {
-                    item = sub.recv() => match item {
+                    item = queue.pop() => match item {
                         Some(i) => self.on_item(i),
                         None => break,
                     },
@@ -299,6 +357,11 @@ impl Recorder {
                     _ = enabled.changed() => if !*enabled.borrow() { break },
                     _ = stop.cancelled() => break,
                 }
+            }
+            feeding.cancel();
+            // What is queued is written before the file closes.
+            while let Some(i) = queue.try_pop() {
+                self.on_item(i);
             }
             if !stop.is_cancelled() && *enabled.borrow() {
                 // The stream ended under us: wait to be stopped.
@@ -363,7 +426,11 @@ impl Recorder {
             let result = match a {
                 Action::Open { start, header } => self.open(start, header),
                 Action::Fragment(f) => match self.file.as_mut() {
-                    Some(file) => file.append(&f.bytes, &mut self.io).map(|()| {
+                    Some(file) => {
+                        stall::before_write();
+                        file.append(&f.bytes, &mut self.io)
+                    }
+                    .map(|()| {
                         let mut st = lock(&self.status);
                         st.fragments += 1;
                         st.media_bytes += f.media_bytes as u64;
@@ -401,12 +468,18 @@ impl Recorder {
     }
 
     fn open(&mut self, start: Instant, header: bytes::Bytes) -> std::io::Result<()> {
-        self.retention.run(self.clock.now());
+        // Retention runs on its own thread, as each file opens.
+        self.retention_due.notify_one();
         let name_time = clock::utc_of(self.clock.as_ref(), start);
+        let order = Order {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            trusted: clock::trusted(self.clock.now()),
+        };
         let file = RecordingFile::create(
             &self.root,
             self.hub.name(),
             name_time,
+            Some(order),
             header,
             self.fsync,
             &mut self.io,

@@ -2,6 +2,12 @@
 //! died. Its torn trailing fragment (if any) is cut off, the duration of
 //! what remains goes into its header, and it gets its final name. A file
 //! with no complete fragment holds no media and is removed.
+//!
+//! A header that does not decode (a power cut while it was rewritten in
+//! place at close, a flash page gone bad) is not taken as "died before the
+//! header was on disk" when complete fragments follow it: such a file is
+//! never deleted but moved aside as `<name>.mp4.corrupt` (which retention
+//! and the listing leave alone) and reported, for a person to look at.
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -11,6 +17,12 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use super::paths::PARTIAL_SUFFIX;
+
+/// Suffix of a file repair could not close but that holds media.
+pub const CORRUPT_SUFFIX: &str = ".corrupt";
+/// How far into a file with an unreadable header fragments are looked for:
+/// our headers are under 2 KiB, the first fragment follows them.
+const FRAGMENT_SEARCH: u64 = 1 << 20;
 use crate::fmp4;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +31,12 @@ pub enum Repaired {
     Closed {
         path: PathBuf,
         truncated: u64,
+    },
+    /// The header does not decode but `fragments` complete fragments
+    /// follow it: moved aside to `path` (`.corrupt`), nothing deleted.
+    Quarantined {
+        path: PathBuf,
+        fragments: usize,
     },
     Removed,
 }
@@ -37,6 +55,11 @@ pub fn repair_all(root: &Path) -> Vec<(PathBuf, io::Result<Repaired>)> {
                 match &r {
                     Ok(Repaired::Closed { path, truncated }) => info!(
                         "repaired recording {} ({truncated} torn bytes cut)",
+                        path.display()
+                    ),
+                    Ok(Repaired::Quarantined { path, fragments }) => warn!(
+                        "recording {} has an unreadable header but {fragments} complete fragments: \
+                         kept aside as is, not played nor deleted",
                         path.display()
                     ),
                     Ok(Repaired::Removed) => {
@@ -58,10 +81,15 @@ pub fn repair(partial: &Path) -> io::Result<Repaired> {
     let mut file = OpenOptions::new().read(true).write(true).open(partial)?;
     let scan = match fmp4::scan(&mut file) {
         Ok(s) => s,
-        // Died before the header was on disk.
         Err(fmp4::Error::Malformed { .. }) => {
-            std::fs::remove_file(partial)?;
-            return Ok(Repaired::Removed);
+            let fragments = fmp4::fragments_without_header(&mut file, FRAGMENT_SEARCH)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if fragments.is_empty() {
+                // Died before the header was on disk: no media.
+                std::fs::remove_file(partial)?;
+                return Ok(Repaired::Removed);
+            }
+            return quarantine(partial, fragments.len());
         }
         Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
     };
@@ -93,6 +121,20 @@ pub fn repair(partial: &Path) -> io::Result<Repaired> {
         path: name,
         truncated,
     })
+}
+
+/// Renames `partial` to `<name>.mp4.corrupt`, durably.
+fn quarantine(partial: &Path, fragments: usize) -> io::Result<Repaired> {
+    let path = partial
+        .to_str()
+        .and_then(|p| p.strip_suffix(PARTIAL_SUFFIX))
+        .map(|p| PathBuf::from(format!("{p}{CORRUPT_SUFFIX}")))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a .partial file"))?;
+    std::fs::rename(partial, &path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(Repaired::Quarantined { path, fragments })
 }
 
 #[cfg(test)]
@@ -156,6 +198,46 @@ mod tests {
         assert!(s.is_closed(), "{s:?}");
         assert_eq!(s.fragments.len(), 3);
         assert_eq!(s.declared_duration.as_millis(), 3000);
+    }
+
+    #[test]
+    fn a_file_whose_header_is_torn_but_holds_fragments_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (header, fragments) = recording();
+        let mut bytes = header.to_vec();
+        for f in &fragments[..3] {
+            bytes.extend_from_slice(f);
+        }
+        // Inside the moov (after the 8-byte moov header), a torn page: the
+        // first child box's header is garbage.
+        let moov = bytes.windows(4).position(|w| w == b"moov").unwrap() - 4;
+        for b in &mut bytes[moov + 8..moov + 24] {
+            *b ^= 0xff;
+        }
+        let partial = dir.path().join("cam_20260101T000000.000Z.mp4.partial");
+        std::fs::write(&partial, &bytes).unwrap();
+        let results = repair_all_in(dir.path());
+        let corrupt = dir.path().join("cam_20260101T000000.000Z.mp4.corrupt");
+        assert_eq!(
+            results,
+            vec![Repaired::Quarantined {
+                path: corrupt.clone(),
+                fragments: 3
+            }]
+        );
+        assert!(!partial.exists());
+        assert_eq!(std::fs::read(&corrupt).unwrap(), bytes, "nothing lost");
+    }
+
+    /// `repair` of every `.partial` in `dir`.
+    fn repair_all_in(dir: &Path) -> Vec<Repaired> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_str().unwrap().ends_with(PARTIAL_SUFFIX))
+            .map(|p| repair(&p).unwrap())
+            .collect()
     }
 
     #[test]

@@ -2,6 +2,13 @@
 //! than `max_age_hours`, the total is above `max_bytes`, or the filesystem
 //! has less than `min_free_percent` free. Files being written (`.partial`)
 //! are never touched. [`plan`] decides, [`Retention::run`] looks and deletes.
+//!
+//! "Oldest" is the order files were made in (the sequence in their names),
+//! never the wall-clock time in the names, which jumps when the clock does.
+//! A file's age is that of the earliest trusted name at or after it in
+//! that order: a file named while the clock was not trusted (1970 after
+//! boot) is as old as the first file named after NTP synced, and is not
+//! aged at all until there is one. See docs/recording.md.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -11,7 +18,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use super::paths;
+use super::paths::{self, Order};
 use crate::config::RecordingConfig;
 
 /// A closed recording.
@@ -22,7 +29,24 @@ pub struct RecordingEntry {
     /// `<stream>/<day>/<file>`.
     pub relative: String,
     pub start: DateTime<Utc>,
+    /// `None` for names of earlier versions (made before any ordered one).
+    pub order: Option<Order>,
     pub bytes: u64,
+}
+
+impl RecordingEntry {
+    /// Whether the name's time can be believed.
+    fn trusted(&self) -> bool {
+        self.order.is_none_or(|o| o.trusted)
+    }
+
+    /// Sort key: old-style names first, by time; then by sequence.
+    fn made(&self) -> (bool, u64, DateTime<Utc>) {
+        match self.order {
+            Some(o) => (true, o.seq, self.start),
+            None => (false, 0, self.start),
+        }
+    }
 }
 
 /// Space of the filesystem holding the recordings, in bytes.
@@ -86,7 +110,12 @@ pub fn list(root: &Path) -> Vec<RecordingEntry> {
         };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some((stream, start)) = name.to_str().and_then(paths::parse_file_name) else {
+            let Some(paths::Name {
+                stream,
+                start,
+                order,
+            }) = name.to_str().and_then(paths::parse_name)
+            else {
                 continue;
             };
             let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
@@ -98,13 +127,45 @@ pub fn list(root: &Path) -> Vec<RecordingEntry> {
             out.push(RecordingEntry {
                 stream: stream.to_owned(),
                 path: e.path(),
-                relative: paths::relative_path(stream, start),
+                relative: paths::relative_path(stream, start, order),
                 start,
+                order,
                 bytes: meta.len(),
             });
         }
     }
-    out.sort_by(|a, b| (a.start, &a.path).cmp(&(b.start, &b.path)));
+    out.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    out
+}
+
+/// The order of [`list`]: the order files were made in.
+pub fn sort_key(f: &RecordingEntry) -> ((bool, u64, DateTime<Utc>), &Path) {
+    (f.made(), &f.path)
+}
+
+/// The next sequence number: one more than any on disk.
+pub fn next_seq(files: &[RecordingEntry]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| f.order.map(|o| o.seq + 1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The time each file (in the order made) is aged by: the earliest trusted
+/// name at or after it. Never later than the truth for a file whose
+/// successors were named by a trusted clock, and non-decreasing, so the
+/// oldest-first walk of [`plan`] can stop at the first young file. `None`:
+/// no trusted name follows, the file is not aged.
+fn age_times(files: &[RecordingEntry]) -> Vec<Option<DateTime<Utc>>> {
+    let mut out = vec![None; files.len()];
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for (i, f) in files.iter().enumerate().rev() {
+        if f.trusted() {
+            earliest = Some(earliest.map_or(f.start, |e| e.min(f.start)));
+        }
+        out[i] = earliest;
+    }
     out
 }
 
@@ -118,10 +179,14 @@ pub fn plan(
     let mut total: u64 = files.iter().map(|f| f.bytes).sum();
     let mut free = space.map(|s| s.free);
     let min_free = space.map(|s| (s.total as f64 * config.min_free_percent / 100.0) as u64);
-    let max_age = chrono::Duration::hours(config.max_age_hours as i64);
+    let max_age = chrono::Duration::try_hours(config.max_age_hours.min(i64::MAX as u64) as i64);
+    let aged = age_times(files);
     let mut out = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let too_old = config.max_age_hours > 0 && now - f.start > max_age;
+        let too_old = match (max_age, aged[i]) {
+            (Some(max), Some(t)) => config.max_age_hours > 0 && now - t > max,
+            _ => false,
+        };
         let too_big = config.max_bytes > 0 && total > config.max_bytes;
         let too_full = matches!((free, min_free), (Some(free), Some(min)) if free < min);
         if !(too_old || too_big || too_full) {
@@ -189,8 +254,9 @@ mod tests {
                 RecordingEntry {
                     stream: "cam".into(),
                     path: PathBuf::from(format!("f{i}")),
-                    relative: paths::relative_path("cam", start),
+                    relative: paths::relative_path("cam", start, None),
                     start,
+                    order: None,
                     bytes: 100,
                 }
             })
@@ -225,6 +291,85 @@ mod tests {
             vec![0, 1, 2]
         );
         assert!(plan(&files, now, &config(0, 0, 0.0), Some(space)).is_empty());
+    }
+
+    /// Files in the order made, each `(seq, minutes after 2026-01-01
+    /// 12:00 or None for a 1970 name, trusted)`.
+    fn ordered(spec: &[(u64, Option<i64>, bool)]) -> Vec<RecordingEntry> {
+        let noon = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        spec.iter()
+            .map(|&(seq, minutes, trusted)| {
+                let start = match minutes {
+                    Some(m) => noon + chrono::Duration::minutes(m),
+                    None => Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, seq as u32).unwrap(),
+                };
+                let order = Some(Order { seq, trusted });
+                RecordingEntry {
+                    stream: "cam".into(),
+                    path: PathBuf::from(format!("f{seq}")),
+                    relative: paths::relative_path("cam", start, order),
+                    start,
+                    order,
+                    bytes: 100,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn files_named_at_1970_are_not_aged_by_their_names() {
+        // Booted without RTC: three files at 1970, then NTP synced.
+        let files = ordered(&[
+            (0, None, false),
+            (1, None, false),
+            (2, None, false),
+            (3, Some(0), true),
+            (4, Some(1), true),
+        ]);
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 30, 0).unwrap();
+        assert!(plan(&files, now, &config(1, 0, 0.0), None).is_empty());
+        // Not aged at all until a trusted name follows them.
+        assert!(plan(&files[..3], now, &config(1, 0, 0.0), None).is_empty());
+        // Once the first trusted file is old enough, they go before it.
+        let later = now + chrono::Duration::hours(2);
+        assert_eq!(
+            plan(&files, later, &config(1, 0, 0.0), None),
+            vec![0, 1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_make_new_files_go_first() {
+        // 12:00, 12:01, then the clock steps back an hour: 11:02, 11:03.
+        let mut files = ordered(&[
+            (7, Some(0), true),
+            (8, Some(1), true),
+            (9, Some(-58), true),
+            (10, Some(-57), true),
+        ]);
+        files.reverse();
+        let sorted = {
+            let dir = tempfile::tempdir().unwrap();
+            for f in &files {
+                let p = dir.path().join(&f.relative);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, [0u8; 100]).unwrap();
+            }
+            list(dir.path())
+        };
+        let seqs: Vec<u64> = sorted.iter().map(|f| f.order.unwrap().seq).collect();
+        assert_eq!(seqs, [7, 8, 9, 10]);
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 11, 10, 0).unwrap();
+        // Under byte pressure the oldest media goes first.
+        assert_eq!(plan(&sorted, now, &config(0, 250, 0.0), None), vec![0, 1]);
+        assert_eq!(next_seq(&sorted), 11);
+    }
+
+    #[test]
+    fn a_huge_max_age_ages_nothing_and_does_not_panic() {
+        let files = entries(3);
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        assert!(plan(&files, now, &config(u64::MAX, 0, 0.0), None).is_empty());
     }
 
     #[test]

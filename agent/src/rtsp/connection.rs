@@ -17,9 +17,11 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::message::{self, Framed};
+use super::auth::Verdict;
+use super::limits::{self, Refusal};
+use super::message::{Framed, Framer};
 use super::player::{Player, TrackOut, UdpTrack};
-use super::session::{self, Session, SessionSlot};
+use super::session::{self, Playing, Session, SessionSlot, MAX_SETUPS};
 use super::state::Server;
 use super::transport::{self, Requested};
 use super::uri::{self, Target};
@@ -49,6 +51,9 @@ pub struct Connection {
     sessions: HashMap<String, Session>,
     /// Milliseconds (server clock) of the last request or interleaved RTCP.
     heard: u64,
+    /// Whether a whole request has come in yet (see `first_request_timeout`).
+    requested: bool,
+    framer: Framer,
     failures: mpsc::Sender<(String, std::io::Error)>,
 }
 
@@ -66,6 +71,8 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, shutdown: CancellationT
         local,
         writer: Arc::new(Mutex::new(writer)),
         sessions: HashMap::new(),
+        requested: false,
+        framer: Framer::default(),
         failures,
     };
     debug!(%peer, "rtsp connection");
@@ -74,6 +81,12 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, shutdown: CancellationT
     // check wakes the server thread.
     let mut tick = tokio::time::interval((conn.server.session_timeout() / 4).min(MAX_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A connection that sends no request must not hold a place for the
+    // whole session timeout: a few hundred of those would lock everyone out.
+    let first_request = tokio::time::sleep(Duration::from_secs(
+        conn.server.settings().config.first_request_timeout_seconds,
+    ));
+    tokio::pin!(first_request);
     loop {
         if !conn.drain(&mut buf).await {
             conn.linger(&mut reader).await;
@@ -86,6 +99,11 @@ pub async fn run(server: Arc<Server>, stream: TcpStream, shutdown: CancellationT
             },
             Some((id, e)) = failed.recv() => {
                 info!(%peer, session = id, "rtsp session ended: {e}");
+                break;
+            }
+            _ = &mut first_request, if !conn.requested => {
+                limits::refused(Refusal::FirstRequestTimeout);
+                debug!(%peer, "rtsp connection closed: no request in time");
                 break;
             }
             _ = tick.tick() => {
@@ -104,7 +122,7 @@ impl Connection {
     /// must close.
     async fn drain(&mut self, buf: &mut BytesMut) -> bool {
         loop {
-            match message::frame(buf) {
+            match self.framer.frame(buf) {
                 Framed::Incomplete => return true,
                 Framed::Skip(n) => buf.advance(n),
                 Framed::Interleaved { channel, consumed } => {
@@ -117,6 +135,7 @@ impl Connection {
                 }
                 Framed::Request(request, consumed) => {
                     buf.advance(consumed);
+                    self.requested = true;
                     self.heard = self.server.now_ms();
                     let (reply, player) = self.handle(*request).await;
                     if !self.send(&reply).await {
@@ -181,15 +200,23 @@ impl Connection {
             return;
         };
         let failures = self.failures.clone();
-        session.player = Some(tokio::spawn(async move {
+        let stop = player.stop.clone();
+        let task = tokio::spawn(async move {
+            let stopped = player.stop.clone();
+            let result = player.run().await;
+            if stopped.is_cancelled() {
+                // PAUSE, TEARDOWN or the session's end: not a failure.
+                return;
+            }
             // Either way the session is over; the connection closes, so
             // that the client reconnects (and DESCRIBEs anew).
-            let reason = match player.run().await {
+            let reason = match result {
                 Ok(()) => std::io::Error::other("the stream ended or changed its tracks"),
                 Err(e) => e,
             };
             let _ = failures.send((id, reason)).await;
-        }));
+        });
+        session.player = Some(Playing { task, stop });
     }
 
     /// Closes sessions nobody heard from within the timeout. False when
@@ -227,6 +254,17 @@ impl Connection {
         let cseq = cseq.as_deref();
         let fail = |s: &Self, status| (s.reply(status, cseq).build(Vec::new()), None);
         let method = req.method().clone();
+        // We implement no option (RFC 2326 12.32): a client that requires
+        // one must hear so, with the options named back.
+        if let Some(required) = req.header(&headers::REQUIRE) {
+            let required = required.as_str().to_owned();
+            return (
+                self.reply(StatusCode::OptionNotSupported, cseq)
+                    .header(headers::UNSUPPORTED, required)
+                    .build(Vec::new()),
+                None,
+            );
+        }
         match method {
             Method::Options => {
                 return (
@@ -257,10 +295,13 @@ impl Connection {
         if let Some(auth) = &settings.auth {
             let name: &str = (&method).into();
             let given = req.header(&headers::AUTHORIZATION).map(|v| v.as_str());
-            if !auth.verify(name, given) {
+            let uri = req.request_uri().map_or("*", |u| u.as_str());
+            let verdict = auth.verify(name, uri, given);
+            if verdict != Verdict::Allowed {
+                let stale = verdict == Verdict::Stale;
                 return (
                     self.reply(StatusCode::Unauthorized, cseq)
-                        .header(headers::WWW_AUTHENTICATE, auth.challenges().join(", "))
+                        .header(headers::WWW_AUTHENTICATE, auth.challenges(stale).join(", "))
                         .build(Vec::new()),
                     None,
                 );
@@ -357,21 +398,41 @@ impl Connection {
         }
         let id = match &session_id {
             Some(id) => {
-                let s = self.sessions.get(id).ok_or(StatusCode::SessionNotFound)?;
+                let s = self
+                    .sessions
+                    .get_mut(id)
+                    .ok_or(StatusCode::SessionNotFound)?;
                 if s.hub.name() != hub.name() || track >= s.tracks.len() {
                     return Err(StatusCode::SessionNotFound);
                 }
                 if s.player.is_some() {
                     return Err(StatusCode::MethodNotValidInThisState);
                 }
+                s.setups += 1;
+                if s.setups > MAX_SETUPS {
+                    limits::refused(Refusal::Setups);
+                    return Err(StatusCode::MethodNotValidInThisState);
+                }
+                // A SETUP of a track again replaces how it is sent: the old
+                // sockets go before new ones are bound.
+                s.release_track(track);
                 id.clone()
             }
             None => {
-                let slot = SessionSlot::take(
-                    &self.server.sessions,
-                    self.server.settings().config.max_sessions,
-                )
-                .ok_or(StatusCode::NotEnoughBandwidth)?;
+                let settings = self.server.settings();
+                let client = self
+                    .server
+                    .clients
+                    .session(self.peer.ip(), settings.config.max_sessions_per_client)
+                    .ok_or_else(|| {
+                        limits::refused(Refusal::ClientSessions);
+                        StatusCode::NotEnoughBandwidth
+                    })?;
+                let slot = SessionSlot::take(&self.server.sessions, settings.config.max_sessions)
+                    .ok_or_else(|| {
+                    limits::refused(Refusal::Sessions);
+                    StatusCode::NotEnoughBandwidth
+                })?;
                 let id = Session::new_id();
                 let max_packet = self.server.settings().config.max_packet_size;
                 let stage = self
@@ -380,6 +441,7 @@ impl Connection {
                     .get(&hub, max_packet)
                     .ok_or(StatusCode::ServiceUnavailable)?;
                 let tracks = vec![None; stage.shared.tracks.len()];
+                let listeners = tracks.iter().map(|_| None).collect();
                 self.sessions.insert(
                     id.clone(),
                     Session {
@@ -388,14 +450,25 @@ impl Connection {
                         tracks,
                         rtcp_seen: Arc::new(AtomicU64::new(0)),
                         player: None,
-                        listeners: Vec::new(),
+                        listeners,
+                        setups: 1,
                         _slot: slot,
+                        _client: client,
                     },
                 );
                 id
             }
         };
-        let (out, reply) = self.transport(&id, track, requested).await?;
+        let (out, reply) = match self.transport(&id, track, requested).await {
+            Ok(r) => r,
+            Err(status) => {
+                // A first SETUP that fails leaves no session behind.
+                if session_id.is_none() {
+                    self.sessions.remove(&id);
+                }
+                return Err(status);
+            }
+        };
         let session = self
             .sessions
             .get_mut(&id)
@@ -457,11 +530,18 @@ impl Connection {
                     .sessions
                     .get_mut(id)
                     .ok_or(StatusCode::SessionNotFound)?;
-                session.listeners.push(tokio::spawn(session::watch_rtcp(
+                let listener = tokio::spawn(session::watch_rtcp(
                     out.rtcp.clone(),
                     session.rtcp_seen.clone(),
                     self.server.clock,
-                )));
+                ));
+                if let Some(Some(old)) = session
+                    .listeners
+                    .get_mut(track)
+                    .map(|l| l.replace(listener))
+                {
+                    old.abort();
+                }
                 Ok((
                     TrackOut::Udp(out),
                     transport::reply_udp(client_port, server_port, ssrc),
@@ -533,6 +613,7 @@ impl Connection {
             write_timeout: self.server.session_timeout(),
             cname: format!("streamswitch@{}", self.local.ip()),
             _viewer: session.hub.viewer(Output::Rtsp),
+            stop: CancellationToken::new(),
         };
         info!(peer = %self.peer, session = id, stream, "rtsp play");
         (

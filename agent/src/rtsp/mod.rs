@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client_auth;
 mod connection;
+pub mod limits;
 pub mod message;
 pub(crate) mod player;
 pub mod rtcp;

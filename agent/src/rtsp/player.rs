@@ -12,6 +12,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::rtcp::{self, SenderInfo};
 use super::stage::{RtpBurst, Stage};
@@ -53,6 +54,9 @@ pub struct Player {
     pub cname: String,
     /// Counts this session as an RTSP viewer of the stream while it plays.
     pub _viewer: ViewerGuard,
+    /// PAUSE, TEARDOWN or the session's end: checked with the writer held,
+    /// before each write, so a write that began always ends whole.
+    pub stop: CancellationToken,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -80,6 +84,9 @@ impl Player {
         let mut headers: Vec<[u8; 4]> = Vec::new();
         let mut next_report = Instant::now();
         loop {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
             while bursts.len() < MAX_COALESCED {
                 match self.reader.try_recv() {
                     Some(b) => bursts.push(b),
@@ -102,7 +109,11 @@ impl Player {
                         io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")
                     })??;
             }
-            match self.reader.recv().await {
+            let next = tokio::select! {
+                b = self.reader.recv() => b,
+                _ = self.stop.cancelled() => return Ok(()),
+            };
+            match next {
                 Some(b) => bursts.push(b),
                 None => return Ok(()),
             }
@@ -137,6 +148,9 @@ impl Player {
             }
         }
         let mut writer = self.writer.lock().await;
+        if self.stop.is_cancelled() {
+            return Ok(());
+        }
         write_all_vectored(&mut *writer, &mut slices).await
     }
 
@@ -175,6 +189,9 @@ impl Player {
                     let header = [b'$', *channel, len[0], len[1]];
                     let mut slices = [IoSlice::new(&header), IoSlice::new(&report)];
                     let mut writer = self.writer.lock().await;
+                    if self.stop.is_cancelled() {
+                        return Ok(());
+                    }
                     write_all_vectored(&mut *writer, &mut slices).await?;
                 }
                 TrackOut::Udp(u) => {

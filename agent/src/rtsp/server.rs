@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::auth::Authenticator;
 use super::connection;
+use super::limits::{self, Refusal};
 use super::stage::Stages;
 use super::state::{Server, Settings};
 use crate::config::RtspConfig;
@@ -84,6 +85,7 @@ async fn run(inputs: Inputs) {
         stages: Stages::default(),
         sessions: Arc::new(AtomicUsize::new(0)),
         connections: AtomicUsize::new(0),
+        clients: Arc::default(),
         clock: Instant::now(),
         settings: RwLock::new(Arc::new(Settings {
             auth: first.auth.clone().map(|a| Arc::new(Authenticator::new(a))),
@@ -115,14 +117,22 @@ async fn run(inputs: Inputs) {
                 // Room for every session plus connections that only DESCRIBE.
                 let cap = server.settings().config.max_sessions.saturating_mul(2) + 16;
                 if server.connections.load(Ordering::Relaxed) >= cap {
+                    limits::refused(Refusal::Connections);
                     warn!(%peer, "rtsp connection refused: {cap} connections open");
                     continue;
                 }
+                let per_client = server.settings().config.max_connections_per_client;
+                let Some(place) = server.clients.connection(peer.ip(), per_client) else {
+                    limits::refused(Refusal::ClientConnections);
+                    debug!(%peer, "rtsp connection refused: {per_client} connections from this address");
+                    continue;
+                };
                 cap_send_buffer(&stream);
                 server.connections.fetch_add(1, Ordering::Relaxed);
                 let (server, shutdown) = (server.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     connection::run(server.clone(), stream, shutdown).await;
+                    drop(place);
                     server.connections.fetch_sub(1, Ordering::Relaxed);
                 });
             }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
+use super::limits::ClientPlace;
 use super::player::TrackOut;
 use super::rtcp;
 use super::stage::Stage;
@@ -42,10 +44,27 @@ pub struct Session {
     pub tracks: Vec<Option<TrackOut>>,
     /// Milliseconds (server clock) when RTCP last came in over UDP.
     pub rtcp_seen: Arc<AtomicU64>,
-    pub player: Option<JoinHandle<()>>,
-    /// Readers of the UDP RTCP sockets.
-    pub listeners: Vec<JoinHandle<()>>,
+    pub player: Option<Playing>,
+    /// Readers of each track's UDP RTCP socket, indexed like `tracks`: a
+    /// SETUP of a track again replaces its reader (and sockets).
+    pub listeners: Vec<Option<JoinHandle<()>>>,
+    /// SETUP requests on this session, against [`MAX_SETUPS`].
+    pub setups: usize,
     pub _slot: SessionSlot,
+    /// This session's place among its client's.
+    pub _client: ClientPlace,
+}
+
+/// SETUPs one session may take: every track of a stream, a few times over
+/// (clients that change transport); beyond that it is a flood (455).
+pub const MAX_SETUPS: usize = 16;
+
+/// A playing session's player task.
+pub struct Playing {
+    pub task: JoinHandle<()>,
+    /// Asks the player to stop. It stops between two writes, never inside
+    /// one, so the interleaved stream stays whole for the reply after it.
+    pub stop: CancellationToken,
 }
 
 impl Session {
@@ -53,9 +72,23 @@ impl Session {
         format!("{:016X}", rand::random::<u64>())
     }
 
+    /// Stops the player at the next frame boundary; a write in progress
+    /// ends first (it has its own timeout), then the task ends by itself.
+    /// Never aborted: that would cut an interleaved frame in half.
     pub fn stop_playing(&mut self) {
         if let Some(p) = self.player.take() {
-            p.abort();
+            p.stop.cancel();
+            drop(p.task);
+        }
+    }
+
+    /// Forgets how `track` was sent: its RTCP reader (and so its sockets).
+    pub fn release_track(&mut self, track: usize) {
+        if let Some(Some(l)) = self.listeners.get_mut(track).map(Option::take) {
+            l.abort();
+        }
+        if let Some(t) = self.tracks.get_mut(track) {
+            *t = None;
         }
     }
 
@@ -71,7 +104,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop_playing();
-        for l in &self.listeners {
+        for l in self.listeners.iter().flatten() {
             l.abort();
         }
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::auth::Authenticator;
+use super::limits::PerClient;
 use super::stage::Stages;
 use crate::config::RtspConfig;
 use crate::hub::Streams;
@@ -27,6 +28,8 @@ pub struct Server {
     pub sessions: Arc<AtomicUsize>,
     /// Connections open now.
     pub connections: AtomicUsize,
+    /// Connections and sessions per client address.
+    pub clients: Arc<PerClient>,
     /// The origin of the millisecond times connections keep.
     pub clock: Instant,
 }

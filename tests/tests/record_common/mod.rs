@@ -297,6 +297,23 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The `YYYYMMDDTHHMMSS.mmmZ` part of a recording's name, with or without
+/// the `_s0000000012` order part that follows it.
+pub fn name_time(name: &str) -> &str {
+    let base = name.strip_suffix(".mp4").expect("a .mp4 name");
+    let base = match base.rsplit_once('_') {
+        Some((rest, order))
+            if order.len() == 11
+                && (order.starts_with('s') || order.starts_with('u'))
+                && order[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => base,
+    };
+    &base[base.len() - 20..]
+}
+
 /// A recording file name for `secs_ago` seconds before now.
 pub fn name_for_seconds_ago(stream: &str, secs_ago: u64) -> (String, String) {
     let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);

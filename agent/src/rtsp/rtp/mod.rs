@@ -86,7 +86,7 @@ pub fn packetize(
         }
         TrackParams::Aac(_) => {
             if !aac::packetize(&frame.data, max_packet, timestamp, track, out) {
-                tracing::debug!(len = frame.data.len(), "AAC frame too large for one packet");
+                tracing::debug!(len = frame.data.len(), "AAC frame larger than 8191 bytes");
             }
         }
     }
