@@ -246,8 +246,12 @@ fn authentication_covers_every_route() {
             "PUT" | "PATCH" => b"{}",
             _ => b"",
         };
+        // Requests that change state need a JSON body type (or get 415):
+        // every request says so, so that only authentication decides.
         let send = |headers: &[(&str, &str)]| {
-            streamswitch_tests::http::send(method, &url, headers, body)
+            let mut headers = headers.to_vec();
+            headers.push(("Content-Type", "application/json"));
+            streamswitch_tests::http::send(method, &url, &headers, body)
                 .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
         };
         let res = send(&[]);
