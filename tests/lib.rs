@@ -347,6 +347,18 @@ impl Agent {
         false
     }
 
+    /// The stream `name` as `/api/streams` reports it; `null` when the agent
+    /// does not list it.
+    pub fn stream_state(&self, name: &str) -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_slice(&http::get(&self.http_url("/api/streams")).body)
+                .expect("/api/streams is JSON");
+        all.as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
     /// The agent's child processes (exec sources), by pid.
     pub fn children(&self) -> Vec<u32> {
         let me = self.pid();
@@ -499,6 +511,29 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(25));
     }
     panic!("nothing listens on port {port} after {timeout:?}");
+}
+
+/// utime + stime, in seconds, from a `/proc/.../stat` file (a process or
+/// one of its threads); 0 once it is gone (a thread that just ended).
+pub fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let Some(end) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (field(11) + field(12)) as f64 / hz
 }
 
 /// Waits until something listens on 127.0.0.1:`port`, without connecting

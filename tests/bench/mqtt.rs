@@ -10,29 +10,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use streamswitch_tests::mqtt::{agent_section, Broker, Client};
-use streamswitch_tests::{test_stream, Agent};
+use streamswitch_tests::{stat_cpu_seconds, test_stream, Agent};
 
 const COMMANDS: usize = 1000;
 const IDLE_WINDOW: Duration = Duration::from_secs(60);
-
-/// CPU seconds (user + system) of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
 
 fn idle_cpu(extra: &str) -> f64 {
     let agent = Agent::start(extra);
     std::thread::sleep(Duration::from_secs(3));
     let pid = agent.pid();
-    let before = cpu_seconds(pid);
+    let before = stat_cpu_seconds(&format!("/proc/{pid}/stat"));
     std::thread::sleep(IDLE_WINDOW);
-    (cpu_seconds(pid) - before) * 60.0 / IDLE_WINDOW.as_secs_f64()
+    (stat_cpu_seconds(&format!("/proc/{pid}/stat")) - before) * 60.0 / IDLE_WINDOW.as_secs_f64()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

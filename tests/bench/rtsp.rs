@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use retina::client::PacketItem;
 use streamswitch_tests::rtsp_client::{play, transport, RawRtsp};
-use streamswitch_tests::Agent;
+use streamswitch_tests::{stat_cpu_seconds, Agent};
 
 const STREAM: &str = "[[stream]]\nname = \"bench\"\nsource = { kind = \"test\", width = 1280, height = 720, fps = 30, bitrate_kbps = 2000, keyframe_seconds = 1.0, audio = true }\n";
 
@@ -97,21 +97,6 @@ struct ReaderCount {
     video_frames: AtomicU64,
     lost_packets: AtomicU64,
     started: AtomicBool,
-}
-
-/// utime + stime from a /proc `stat` file, in seconds.
-fn stat_cpu_seconds(path: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return 0.0; // a thread that just ended
-    };
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
 }
 
 /// CPU of the whole process (all threads, ended ones included), and of

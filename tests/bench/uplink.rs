@@ -11,19 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use streamswitch_tests::rtsp_receiver::{Behaviour, Receiver};
-use streamswitch_tests::{wait_for_port, Agent};
+use streamswitch_tests::{stat_cpu_seconds, wait_for_port, Agent};
 
 const WINDOW: Duration = Duration::from_secs(30);
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
 
 /// CPU-s per minute of an agent with `uplinks` on the copied stream.
 fn measure(file: &std::path::Path, uplinks: &str) -> f64 {
@@ -34,9 +24,10 @@ fn measure(file: &std::path::Path, uplinks: &str) -> f64 {
     let agent = Agent::start(&stream);
     agent.wait_ready(1);
     std::thread::sleep(Duration::from_secs(3));
-    let before = cpu_seconds(agent.pid());
+    let before = stat_cpu_seconds(&format!("/proc/{}/stat", agent.pid()));
     std::thread::sleep(WINDOW);
-    (cpu_seconds(agent.pid()) - before) * 60.0 / WINDOW.as_secs_f64()
+    (stat_cpu_seconds(&format!("/proc/{}/stat", agent.pid())) - before) * 60.0
+        / WINDOW.as_secs_f64()
 }
 
 fn main() -> Result<()> {

@@ -33,25 +33,15 @@ fn patch(agent: &Agent, body: &Value) -> (u16, Value) {
     (r.status, json_of(&r.body))
 }
 
-fn stream_state(agent: &Agent, name: &str) -> Value {
-    let all = json_of(&get(&agent.http_url("/api/streams")).body);
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn wait_state(agent: &Agent, name: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if stream_state(agent, name)["state"] == state {
+        if agent.stream_state(name)["state"] == state {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{name} never became {state}: {}", stream_state(agent, name));
+    panic!("{name} never became {state}: {}", agent.stream_state(name));
 }
 
 fn check_config(path: &Path) {
@@ -113,7 +103,7 @@ fn patch_and_put_are_applied_and_saved_and_a_bad_patch_changes_nothing() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(json_of(&r.body)["removed"], json!(["extra"]));
-    assert!(stream_state(&agent, "extra").is_null());
+    assert!(agent.stream_state("extra").is_null());
     check_config(&agent.config_path);
     assert!(!std::fs::read_to_string(&agent.config_path)
         .unwrap()
@@ -225,7 +215,7 @@ fn a_stream_and_its_recording_start_and_stop_through_the_api() {
     let r = post_json(&agent.http_url("/api/streams/cam/stop"), "{}");
     assert_eq!(r.status, 200, "{}", r.text());
     wait_state(&agent, "cam", "stopped");
-    assert_eq!(stream_state(&agent, "cam")["source_enabled"], false);
+    assert_eq!(agent.stream_state("cam")["source_enabled"], false);
     let mut rtsp = RawRtsp::connect(agent.rtsp_port).unwrap();
     let describe = rtsp
         .request("DESCRIBE", &agent.rtsp_url("cam"), &[])
@@ -243,14 +233,14 @@ fn a_stream_and_its_recording_start_and_stop_through_the_api() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(json_of(&r.body)["enabled"], true);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while stream_state(&agent, "cam")["recording"]["fragments"].as_u64() < Some(2) {
+    while agent.stream_state("cam")["recording"]["fragments"].as_u64() < Some(2) {
         assert!(Instant::now() < deadline, "no fragments recorded");
         std::thread::sleep(Duration::from_millis(200));
     }
     let r = post_json(&agent.http_url("/api/recordings/cam/stop"), "{}");
     assert_eq!(r.status, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stream_state(&agent, "cam")["recording"]["files"].as_u64() < Some(1) {
+    while agent.stream_state("cam")["recording"]["files"].as_u64() < Some(1) {
         assert!(Instant::now() < deadline, "the file was not closed");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -341,7 +331,7 @@ fn fifty_add_remove_cycles_leave_nothing_behind() {
     }
     println!("threads, fds, children, tasks: before {before:?}, after 50 cycles {after:?}");
     assert_eq!(after, before, "(threads, fds, children, tasks)");
-    assert_eq!(stream_state(&agent, "base")["state"], "live");
+    assert_eq!(agent.stream_state("base")["state"], "live");
 }
 
 #[test]

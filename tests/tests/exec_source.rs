@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use streamswitch_tests::http::get;
 use streamswitch_tests::rtsp_client::{receive, strictly_increasing, transport};
 use streamswitch_tests::watch::{ffprobe, probed_stream, RtpWatch};
@@ -45,16 +44,6 @@ fn decodes(path: &std::path::Path) {
         Duration::from_secs(60),
     );
     assert!(ok, "{} does not decode: {err}", path.display());
-}
-
-fn stream_state(agent: &Agent, name: &str) -> Value {
-    let all: Value = serde_json::from_slice(&get(&agent.http_url("/api/streams")).body).unwrap();
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// SIGKILLs the stream's ffmpeg (the agent's only child).
@@ -283,7 +272,7 @@ fn killing_the_child_keeps_every_viewer() {
     assert!(maps.len() >= 2, "no new EXT-X-MAP: {maps:?}");
     assert!(segments > 5);
 
-    let state = stream_state(&agent, "ex");
+    let state = agent.stream_state("ex");
     assert_eq!(state["state"], "live");
     assert_eq!(state["restarts"], 1, "{state}");
     assert!(
@@ -351,7 +340,7 @@ fn a_child_back_at_another_size_sends_the_new_sps_in_band() {
     assert_eq!(failures, Vec::<String>::new());
     assert!(discontinuity);
     assert!(maps.len() >= 2, "{maps:?}");
-    let state = stream_state(&agent, "ex");
+    let state = agent.stream_state("ex");
     assert!(
         state["tracks"].as_str().unwrap().contains("480x360"),
         "{state}"
@@ -380,7 +369,7 @@ fn the_test_source_forced_to_fail_restarts_under_its_viewers() {
     std::thread::sleep(Duration::from_secs(2));
     std::fs::write(&hook, "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stream_state(&agent, "cam")["state"] != "down" {
+    while agent.stream_state("cam")["state"] != "down" {
         assert!(Instant::now() < deadline, "never down");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -401,7 +390,7 @@ fn the_test_source_forced_to_fail_restarts_under_its_viewers() {
         last.elapsed() < Duration::from_secs(2),
         "no frames after the restart"
     );
-    let state = stream_state(&agent, "cam");
+    let state = agent.stream_state("cam");
     assert_eq!(state["state"], "live");
     assert!(state["restarts"].as_u64() >= Some(1));
     assert!(
@@ -447,12 +436,12 @@ fn broken_programs_are_down_with_a_clear_error_and_back_off() {
         ("quits", "camera unplugged"),
         ("garbage", "no frame for 2 s"),
     ] {
-        let s = stream_state(&agent, name);
+        let s = agent.stream_state(name);
         assert!(s["state"] == "down" || s["state"] == "starting", "{s}");
         let error = s["last_error"].as_str().unwrap_or("");
         assert!(error.contains(needle), "{name}: {error:?} lacks {needle:?}");
     }
-    assert!(stream_state(&agent, "quits")["last_error"]
+    assert!(agent.stream_state("quits")["last_error"]
         .as_str()
         .unwrap()
         .contains("exit status: 3"));
@@ -481,7 +470,7 @@ fn broken_programs_are_down_with_a_clear_error_and_back_off() {
     assert!(!s.ended);
     assert_eq!(s.seq_gaps, 0);
     assert!(s.frames as f64 >= 8.0 * 15.0 * 0.9, "{s:?}");
-    assert_eq!(stream_state(&agent, "ok")["restarts"], 0);
+    assert_eq!(agent.stream_state("ok")["restarts"], 0);
 }
 
 #[test]
@@ -510,7 +499,7 @@ fn no_child_is_left_after_stop_reload_and_shutdown() {
     assert_eq!(agent.children(), Vec::<u32>::new());
     assert_eq!(post("/api/streams/ex/start"), 200);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while stream_state(&agent, "ex")["state"] != "live" {
+    while agent.stream_state("ex")["state"] != "live" {
         assert!(Instant::now() < deadline, "never live again");
         std::thread::sleep(Duration::from_millis(50));
     }

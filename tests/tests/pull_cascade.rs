@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use retina::codec::CodecItem;
-use serde_json::Value;
-use streamswitch_tests::http::get;
 use streamswitch_tests::rtsp_client::{play, transport};
 use streamswitch_tests::watch::{ffprobe, probed_stream, RtpWatch};
 use streamswitch_tests::{exec_stream_with, test_stream, Agent};
@@ -19,23 +17,13 @@ fn pull(name: &str, url: &str) -> String {
     format!("[[stream]]\nname = \"{name}\"\nsource = {{ kind = \"rtsp\", url = \"{url}\", stall_seconds = 5 }}\n")
 }
 
-fn state(agent: &Agent, name: &str) -> Value {
-    let all: Value = serde_json::from_slice(&get(&agent.http_url("/api/streams")).body).unwrap();
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn wait_state(agent: &Agent, name: &str, want: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while state(agent, name)["state"] != want {
+    while agent.stream_state(name)["state"] != want {
         assert!(
             Instant::now() < deadline,
             "{name} never {want}: {}",
-            state(agent, name)
+            agent.stream_state(name)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -126,7 +114,7 @@ fn hevc_is_pulled_too() {
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(320), Some(240))
     );
-    assert!(state(&b, "copy")["tracks"]
+    assert!(b.stream_state("copy")["tracks"]
         .as_str()
         .unwrap()
         .starts_with("H265 320x240"));
@@ -143,7 +131,7 @@ fn a_camera_that_goes_away_and_comes_back_is_pulled_again_under_its_viewers() {
     assert!(viewer.wait_for(Duration::from_secs(5), |s| s.frames > 15));
     a.kill();
     wait_state(&b, "relay", "down", Duration::from_secs(15));
-    let error = state(&b, "relay")["last_error"]
+    let error = b.stream_state("relay")["last_error"]
         .as_str()
         .unwrap_or("")
         .to_owned();
@@ -164,5 +152,5 @@ fn a_camera_that_goes_away_and_comes_back_is_pulled_again_under_its_viewers() {
     let s = viewer.stats();
     assert!(!s.ended, "the viewer's session was closed");
     assert_eq!(s.ts_back, 0, "time went back at the viewer");
-    assert!(state(&b, "relay")["restarts"].as_u64() >= Some(1));
+    assert!(b.stream_state("relay")["restarts"].as_u64() >= Some(1));
 }
