@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod devices;
 pub mod fmp4;
 pub mod hls;
 pub mod http;

@@ -32,11 +32,32 @@ enum Command {
     },
     /// Check a configuration file and exit: 0 when it is valid.
     CheckConfig { path: PathBuf },
+    /// List the cameras, encoders and microphones this board offers.
+    Devices {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Devices { json } => {
+            let inventory = streamswitch::devices::scan();
+            if json {
+                match serde_json::to_string_pretty(&inventory) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", streamswitch::devices::render(&inventory));
+            }
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
                 println!("{}: ok ({} streams)", path.display(), c.streams.len());

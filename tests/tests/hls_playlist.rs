@@ -72,7 +72,7 @@ fn tags_numbering_and_durations_hold_over_reloads() {
                 let body = get(&agent.http_url(&format!("/cam/{}", part.uri))).body;
                 assert_eq!(video_samples(&body), Some(1), "{part:?} > {part_target}");
                 assert!(
-                    agent.count_log("test source fell behind") > 0,
+                    agent.count_log("capture fell behind") > 0,
                     "{part:?} is longer than PART-TARGET {part_target} and the source did not stall"
                 );
             }

@@ -1,6 +1,7 @@
 //! The agent's configuration: TOML, unknown keys refused, and every error
 //! names the file, the line and the key.
 
+pub mod audio;
 mod edit;
 pub mod http;
 mod locate;
@@ -17,13 +18,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use audio::{AudioConfig, AudioKind};
 pub use edit::JSON_SOURCE;
 pub use http::{HlsConfig, HttpAuthConfig, HttpConfig};
 pub use mqtt::{MqttConfig, MqttProtocol};
 pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
 pub use source::{
-    ExecFormat, ExecSourceConfig, PullTransport, RtspSourceConfig, SourceConfig, TestSourceConfig,
+    CaptureFormat, EncoderChoice, ExecFormat, ExecSourceConfig, PullTransport, RtspSourceConfig,
+    SourceConfig, SourceKind, TestSourceConfig, V4l2SourceConfig,
 };
 pub use uplink::{UplinkConfig, UplinkProtocol};
 
@@ -63,6 +66,9 @@ fn default_data_dir() -> PathBuf {
 pub struct StreamConfig {
     pub name: String,
     pub source: SourceConfig,
+    /// A microphone beside a camera (`v4l2` sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioConfig>,
     #[serde(default)]
     pub record: RecordConfig,
     /// Where the stream is pushed.
@@ -177,6 +183,16 @@ impl Config {
             s.source
                 .validate()
                 .map_err(|(k, m)| (format!("stream[{i}].source.{k}"), m))?;
+            if let Some(a) = &s.audio {
+                if s.source.kind() != SourceKind::V4l2 {
+                    return Err((
+                        format!("stream[{i}].audio"),
+                        "only a `v4l2` source takes a separate microphone".into(),
+                    ));
+                }
+                a.validate()
+                    .map_err(|(k, m)| (format!("stream[{i}].audio.{k}"), m))?;
+            }
             s.record
                 .validate()
                 .map_err(|(k, m)| (format!("stream[{i}].record.{k}"), m))?;

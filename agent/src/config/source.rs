@@ -22,6 +22,8 @@ pub enum SourceConfig {
     Exec(ExecSourceConfig),
     /// Another camera or agent, pulled over RTSP (proxy mode).
     Rtsp(RtspSourceConfig),
+    /// A camera on this board.
+    V4l2(V4l2SourceConfig),
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -30,6 +32,7 @@ pub enum SourceKind {
     Test,
     Exec,
     Rtsp,
+    V4l2,
 }
 
 impl SourceKind {
@@ -38,6 +41,7 @@ impl SourceKind {
             SourceKind::Test => "test",
             SourceKind::Exec => "exec",
             SourceKind::Rtsp => "rtsp",
+            SourceKind::V4l2 => "v4l2",
         }
     }
 
@@ -54,6 +58,17 @@ impl SourceKind {
             ],
             SourceKind::Exec => &["command", "format", "fps", "stall_seconds", "env"],
             SourceKind::Rtsp => &["url", "transport", "username", "password", "stall_seconds"],
+            SourceKind::V4l2 => &[
+                "device",
+                "width",
+                "height",
+                "fps",
+                "format",
+                "bitrate_kbps",
+                "keyframe_seconds",
+                "controls",
+                "encoder",
+            ],
         }
     }
 }
@@ -70,13 +85,18 @@ pub struct SourceSpec {
     audio: Option<bool>,
     keyframe_seconds: Option<f64>,
     command: Option<Vec<String>>,
-    format: Option<ExecFormat>,
+    /// The exec program's stream format or the camera's picture format:
+    /// read per kind.
+    format: Option<String>,
     stall_seconds: Option<u32>,
     env: Option<BTreeMap<String, String>>,
     url: Option<String>,
     transport: Option<PullTransport>,
     username: Option<String>,
     password: Option<String>,
+    device: Option<String>,
+    controls: Option<BTreeMap<String, i64>>,
+    encoder: Option<EncoderChoice>,
 }
 
 impl SourceSpec {
@@ -97,6 +117,9 @@ impl SourceSpec {
             ("transport", self.transport.is_some()),
             ("username", self.username.is_some()),
             ("password", self.password.is_some()),
+            ("device", self.device.is_some()),
+            ("controls", self.controls.is_some()),
+            ("encoder", self.encoder.is_some()),
         ];
         present
             .into_iter()
@@ -112,10 +135,19 @@ impl TryFrom<SourceSpec> for SourceConfig {
         let written = s.written();
         // A key of another kind is refused in `validate`, where its place
         // in the file can still be found.
-        let foreign = written
+        let mut refused = written
             .iter()
             .find(|k| !s.kind.keys().contains(k))
-            .map(|k| (*k).to_owned());
+            .map(|k| {
+                (
+                    (*k).to_owned(),
+                    format!(
+                        "unknown key for a `{}` source; its keys are: kind, {}",
+                        s.kind.as_str(),
+                        s.kind.keys().join(", ")
+                    ),
+                )
+            });
         match s.kind {
             SourceKind::Test => Ok(SourceConfig::Test(TestSourceConfig {
                 width: s.width.unwrap_or(1280),
@@ -124,15 +156,15 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 bitrate_kbps: s.bitrate_kbps.unwrap_or(2000),
                 audio: s.audio.unwrap_or(true),
                 keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
-                foreign,
+                refused,
             })),
             SourceKind::Exec => Ok(SourceConfig::Exec(ExecSourceConfig {
                 command: s.command.unwrap_or_default(),
-                format: s.format.unwrap_or(ExecFormat::Mpegts),
+                format: parse_format(s.format.as_deref(), ExecFormat::Mpegts, &mut refused),
                 fps: s.fps,
                 stall_seconds: s.stall_seconds.unwrap_or(5),
                 env: s.env.unwrap_or_default(),
-                foreign,
+                refused,
             })),
             SourceKind::Rtsp => Ok(SourceConfig::Rtsp(RtspSourceConfig {
                 url: s.url.unwrap_or_default(),
@@ -140,10 +172,61 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 username: s.username,
                 password: s.password,
                 stall_seconds: s.stall_seconds.unwrap_or(10),
-                foreign,
+                refused,
+            })),
+            SourceKind::V4l2 => Ok(SourceConfig::V4l2(V4l2SourceConfig {
+                device: s.device.unwrap_or_default(),
+                width: s.width.unwrap_or(1280),
+                height: s.height.unwrap_or(720),
+                fps: s.fps.unwrap_or(30),
+                format: parse_format(s.format.as_deref(), CaptureFormat::Auto, &mut refused),
+                bitrate_kbps: s.bitrate_kbps.unwrap_or(2000),
+                keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
+                controls: s.controls.unwrap_or_default(),
+                encoder: s.encoder.unwrap_or(EncoderChoice::Auto),
+                refused,
             })),
         }
     }
+}
+
+/// Reads `format` as the kind's own format names; an unknown one is kept
+/// in `refused` (first problem wins) for `validate` to report with its line.
+fn parse_format<F: serde::de::DeserializeOwned + Serialize + FormatNames>(
+    written: Option<&str>,
+    default: F,
+    refused: &mut Option<Invalid>,
+) -> F {
+    let Some(name) = written else {
+        return default;
+    };
+    match F::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name)) {
+        Ok(f) => f,
+        Err(_) => {
+            refused.get_or_insert_with(|| {
+                (
+                    "format".into(),
+                    format!("`{name}` is not one of: {}", F::NAMES.join(", ")),
+                )
+            });
+            default
+        }
+    }
+}
+
+/// The names a `format` key takes, for the error message.
+trait FormatNames {
+    const NAMES: &'static [&'static str];
+}
+
+impl FormatNames for ExecFormat {
+    const NAMES: &'static [&'static str] = &["mpegts", "h264", "h265"];
+}
+
+impl FormatNames for CaptureFormat {
+    const NAMES: &'static [&'static str] = &[
+        "auto", "h264", "mjpeg", "yuyv", "uyvy", "nv12", "nv21", "yu12", "yv12",
+    ];
 }
 
 /// Written back (the API's view, the file on a config change) as the
@@ -172,6 +255,11 @@ impl Serialize for SourceConfig {
                 config: c,
             }
             .serialize(serializer),
+            SourceConfig::V4l2(c) => Tagged {
+                kind: SourceKind::V4l2,
+                config: c,
+            }
+            .serialize(serializer),
         }
     }
 }
@@ -185,9 +273,10 @@ pub struct TestSourceConfig {
     pub audio: bool,
     /// Seconds between keyframes.
     pub keyframe_seconds: f64,
-    /// A key of another kind that was written, refused by `validate`.
+    /// A problem found while reading the table (a key of another kind),
+    /// reported by `validate`, where its line can be found.
     #[serde(skip)]
-    foreign: Option<String>,
+    refused: Option<Invalid>,
 }
 
 /// What the exec source's program writes to its stdout.
@@ -216,7 +305,7 @@ pub struct ExecSourceConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     #[serde(skip)]
-    foreign: Option<String>,
+    refused: Option<Invalid>,
 }
 
 impl ExecSourceConfig {
@@ -268,7 +357,7 @@ pub struct RtspSourceConfig {
     /// No frame for this long reconnects.
     pub stall_seconds: u32,
     #[serde(skip)]
-    foreign: Option<String>,
+    refused: Option<Invalid>,
 }
 
 impl RtspSourceConfig {
@@ -296,54 +385,138 @@ impl SourceConfig {
             SourceConfig::Test(_) => SourceKind::Test,
             SourceConfig::Exec(_) => SourceKind::Exec,
             SourceConfig::Rtsp(_) => SourceKind::Rtsp,
+            SourceConfig::V4l2(_) => SourceKind::V4l2,
         }
     }
 
-    fn foreign_key(&self) -> Option<&str> {
+    fn refused(&self) -> Option<&Invalid> {
         match self {
-            SourceConfig::Test(c) => c.foreign.as_deref(),
-            SourceConfig::Exec(c) => c.foreign.as_deref(),
-            SourceConfig::Rtsp(c) => c.foreign.as_deref(),
+            SourceConfig::Test(c) => c.refused.as_ref(),
+            SourceConfig::Exec(c) => c.refused.as_ref(),
+            SourceConfig::Rtsp(c) => c.refused.as_ref(),
+            SourceConfig::V4l2(c) => c.refused.as_ref(),
         }
     }
 
     pub(super) fn validate(&self) -> Result<(), Invalid> {
-        if let Some(key) = self.foreign_key() {
-            let kind = self.kind();
-            return Err((
-                key.to_owned(),
-                format!(
-                    "unknown key for a `{}` source; its keys are: kind, {}",
-                    kind.as_str(),
-                    kind.keys().join(", ")
-                ),
-            ));
+        if let Some(problem) = self.refused() {
+            return Err(problem.clone());
         }
         match self {
             SourceConfig::Test(t) => t.validate(),
             SourceConfig::Exec(e) => e.validate(),
             SourceConfig::Rtsp(r) => r.validate(),
+            SourceConfig::V4l2(v) => v.validate(),
         }
     }
 }
 
 impl TestSourceConfig {
     fn validate(&self) -> Result<(), Invalid> {
-        let even = |v: u32| (16..=4096).contains(&v) && v % 2 == 0;
-        if !even(self.width) {
-            return Err(("width".into(), "must be even, 16 to 4096".into()));
+        validate_picture(
+            self.width,
+            self.height,
+            self.fps,
+            self.bitrate_kbps,
+            self.keyframe_seconds,
+        )
+    }
+}
+
+/// The picture and encoding settings the test source and cameras share.
+fn validate_picture(
+    width: u32,
+    height: u32,
+    fps: u32,
+    bitrate_kbps: u32,
+    keyframe_seconds: f64,
+) -> Result<(), Invalid> {
+    let even = |v: u32| (16..=4096).contains(&v) && v % 2 == 0;
+    if !even(width) {
+        return Err(("width".into(), "must be even, 16 to 4096".into()));
+    }
+    if !even(height) {
+        return Err(("height".into(), "must be even, 16 to 4096".into()));
+    }
+    if !(1..=120).contains(&fps) {
+        return Err(("fps".into(), "must be 1 to 120".into()));
+    }
+    if !(10..=100_000).contains(&bitrate_kbps) {
+        return Err(("bitrate_kbps".into(), "must be 10 to 100000".into()));
+    }
+    if !(0.1..=60.0).contains(&keyframe_seconds) {
+        return Err(("keyframe_seconds".into(), "must be 0.1 to 60".into()));
+    }
+    Ok(())
+}
+
+/// What a camera is asked to deliver.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFormat {
+    /// H.264 if offered (no re-encode), else MJPEG, else raw.
+    Auto,
+    H264,
+    Mjpeg,
+    Yuyv,
+    Uyvy,
+    Nv12,
+    Nv21,
+    Yu12,
+    Yv12,
+}
+
+/// Which H.264 encoder turns a camera's pictures into a stream.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    /// A V4L2 mem2mem encoder if the board has one, else openh264.
+    Auto,
+    V4l2m2m,
+    Openh264,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct V4l2SourceConfig {
+    /// `/dev/video0`, or a stable name such as `/dev/v4l/by-id/...`.
+    pub device: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub format: CaptureFormat,
+    /// For the encoder (raw and MJPEG cameras).
+    pub bitrate_kbps: u32,
+    pub keyframe_seconds: f64,
+    /// Camera controls by name (`v4l2-ctl --list-ctrls`, lower case).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub controls: BTreeMap<String, i64>,
+    pub encoder: EncoderChoice,
+    #[serde(skip)]
+    refused: Option<Invalid>,
+}
+
+impl V4l2SourceConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if !self.device.starts_with('/') {
+            return Err((
+                "device".into(),
+                "must be a device path such as /dev/video0".into(),
+            ));
         }
-        if !even(self.height) {
-            return Err(("height".into(), "must be even, 16 to 4096".into()));
-        }
-        if !(1..=120).contains(&self.fps) {
-            return Err(("fps".into(), "must be 1 to 120".into()));
-        }
-        if !(10..=100_000).contains(&self.bitrate_kbps) {
-            return Err(("bitrate_kbps".into(), "must be 10 to 100000".into()));
-        }
-        if !(0.1..=60.0).contains(&self.keyframe_seconds) {
-            return Err(("keyframe_seconds".into(), "must be 0.1 to 60".into()));
+        validate_picture(
+            self.width,
+            self.height,
+            self.fps,
+            self.bitrate_kbps,
+            self.keyframe_seconds,
+        )?;
+        for (name, value) in &self.controls {
+            if name.is_empty() || i32::try_from(*value).is_err() {
+                return Err((
+                    format!("controls.{name}"),
+                    "must be a control name with a 32-bit integer value".into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ impl SourceTask {
         let cancel = shutdown.child_token();
         let task = tokio::spawn(source::supervise(
             hub.clone(),
-            source::build(&config.source),
+            source::build(config),
             cancel.clone(),
         ));
         Self { cancel, task }
@@ -93,7 +93,7 @@ impl RunningStream {
         recorders: &Recorders,
         shutdown: &CancellationToken,
     ) {
-        if config.source != self.config.source {
+        if config.source != self.config.source || config.audio != self.config.audio {
             if let Some(s) = self.source.take() {
                 s.stop().await;
             }

@@ -80,6 +80,22 @@ async fn metrics(State(ctx): State<Arc<Control>>) -> impl IntoResponse {
         }
     }
     m.family(
+        "streamswitch_capture_dropped_frames_total",
+        "counter",
+        "Pictures a camera dropped before the agent read them (gaps in the device's frame counter).",
+    );
+    for (name, s, _) in &stats {
+        m.sample(&[("stream", name)], s.capture_dropped_frames);
+    }
+    m.family(
+        "streamswitch_capture_overruns_total",
+        "counter",
+        "Microphone overruns: audio lost because the agent did not read it in time.",
+    );
+    for (name, s, _) in &stats {
+        m.sample(&[("stream", name)], s.capture_overruns);
+    }
+    m.family(
         "streamswitch_stream_viewers",
         "gauge",
         "Readers of the stream per output: RTSP sessions playing, HLS clients (distinct addresses seen within two target durations), the recorder.",

@@ -247,6 +247,20 @@ impl Hub {
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
     }
+
+    /// Pictures the camera dropped before the source read them.
+    pub fn count_capture_dropped_frames(&self, n: u64) {
+        self.stats
+            .capture_dropped_frames
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Microphone overruns (samples lost before the source read them).
+    pub fn count_capture_overruns(&self, n: u64) {
+        self.stats
+            .capture_overruns
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A pending keyframe request, taken by the source's encoder.

@@ -43,6 +43,10 @@ pub struct HubStats {
     /// Items that the readers of each output skipped because they fell
     /// behind (the readers add to these themselves).
     pub(super) dropped: [Arc<AtomicU64>; 4],
+    /// Lost before the hub: pictures a camera dropped (gaps in its frame
+    /// counter) and microphone overruns.
+    pub(super) capture_dropped_frames: AtomicU64,
+    pub(super) capture_overruns: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -57,6 +61,8 @@ pub struct StatsSnapshot {
     pub dropped: [u64; 4],
     /// Indexed by `Output as usize`.
     pub viewers: [u32; 4],
+    pub capture_dropped_frames: u64,
+    pub capture_overruns: u64,
 }
 
 impl HubStats {
@@ -95,6 +101,8 @@ impl HubStats {
             bitrate: self.bitrate.load(Ordering::Relaxed),
             dropped: std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed)),
             viewers: std::array::from_fn(|i| self.viewers[i].load(Ordering::Relaxed)),
+            capture_dropped_frames: self.capture_dropped_frames.load(Ordering::Relaxed),
+            capture_overruns: self.capture_overruns.load(Ordering::Relaxed),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! Sources never know who listens.
 
 mod backoff;
+mod camera;
+pub mod capture;
 pub mod exec;
-mod pattern;
 pub mod pull;
 pub mod test;
 
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 
 pub use backoff::Backoff;
 
-use crate::config::SourceConfig;
+use crate::config::{SourceConfig, StreamConfig};
 use crate::hub::{Hub, SourceState};
 use crate::media::{Frame, TrackInfo};
 
@@ -28,19 +29,30 @@ use crate::media::{Frame, TrackInfo};
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 
 pub type SourceFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+pub type ReadyFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// One kind of input. `run` announces the tracks, then publishes frames
 /// until `sink.cancelled()` (then it returns `Ok`) or until it fails.
 pub trait Source: Send + Sync {
     fn run<'a>(&'a self, sink: &'a Sink) -> SourceFuture<'a>;
+
+    /// After a failure: resolves when the source has reason to believe a
+    /// new run would succeed (its device came back), cutting the pause
+    /// short. By default never: the pause runs its course.
+    fn ready(&self) -> ReadyFuture<'_> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// The source for a stream's configuration.
-pub fn build(config: &SourceConfig) -> Box<dyn Source> {
-    match config {
+pub fn build(stream: &StreamConfig) -> Box<dyn Source> {
+    match &stream.source {
         SourceConfig::Test(c) => Box::new(test::TestSource::new(c.clone())),
         SourceConfig::Exec(c) => Box::new(exec::ExecSource::new(c.clone())),
         SourceConfig::Rtsp(c) => Box::new(pull::PullSource::new(c.clone())),
+        SourceConfig::V4l2(c) => {
+            Box::new(camera::CameraSource::new(c.clone(), stream.audio.clone()))
+        }
     }
 }
 
@@ -81,6 +93,29 @@ impl Sink {
     /// The source's own timestamps jumped (it restarted inside).
     pub fn discontinuity(&self) {
         self.hub.publish_discontinuity();
+    }
+
+    /// Pictures the camera dropped (a gap in its frame counter).
+    pub fn capture_dropped_frames(&self, n: u64) {
+        self.hub.count_capture_dropped_frames(n);
+    }
+
+    /// Microphone overruns.
+    pub fn capture_overruns(&self, n: u64) {
+        self.hub.count_capture_overruns(n);
+    }
+
+    /// A sink on a token of its own, cancelled with this one or alone: for
+    /// a source that stops its own part of the work.
+    pub fn child(&self) -> (Sink, CancellationToken) {
+        let token = self.cancel.child_token();
+        (
+            Sink {
+                hub: self.hub.clone(),
+                cancel: token.clone(),
+            },
+            token,
+        )
     }
 
     /// True once for each keyframe an output asked for.
@@ -130,6 +165,7 @@ pub async fn supervise(hub: Arc<Hub>, source: Box<dyn Source>, cancel: Cancellat
         hub.set_state(SourceState::Down, Some(error));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
+            _ = source.ready() => {}
             _ = cancel.cancelled() => return,
         }
         info!(stream = hub.name(), "source restarting");
