@@ -7,31 +7,8 @@ use openh264::encoder::{
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
 
+use crate::video::{EncodedPicture, H264EncoderConfig, I420Image, VideoEncoder};
 use crate::HalError;
-
-/// Settings for [`H264Encoder`].
-#[derive(Debug, Clone, Copy)]
-pub struct H264EncoderConfig {
-    pub width: u32,
-    pub height: u32,
-    pub fps: u32,
-    pub bitrate_bps: u32,
-    /// Frames between IDR pictures.
-    pub keyframe_interval: u32,
-}
-
-/// A planar 4:2:0 picture, `width * height * 3 / 2` bytes.
-pub struct I420Image<'a> {
-    pub width: u32,
-    pub height: u32,
-    pub data: &'a [u8],
-}
-
-/// One encoded picture: its NAL units without start codes.
-pub struct EncodedPicture {
-    pub nals: Vec<Vec<u8>>,
-    pub keyframe: bool,
-}
 
 pub struct H264Encoder {
     inner: Encoder,
@@ -66,8 +43,10 @@ impl H264Encoder {
         Ok(Self { inner, config })
     }
 
-    /// Encodes one picture. An empty result means the encoder skipped it.
-    pub fn encode(&mut self, image: &I420Image<'_>) -> Result<EncodedPicture, HalError> {
+}
+
+impl VideoEncoder for H264Encoder {
+    fn encode(&mut self, image: &I420Image<'_>) -> Result<EncodedPicture, HalError> {
         let (w, h) = (image.width as usize, image.height as usize);
         if image.width != self.config.width || image.height != self.config.height {
             return Err(HalError::InvalidInput(format!(
@@ -111,8 +90,7 @@ impl H264Encoder {
         Ok(EncodedPicture { nals, keyframe })
     }
 
-    /// Asks for an IDR picture next.
-    pub fn force_keyframe(&mut self) {
+    fn force_keyframe(&mut self) {
         self.inner.force_intra_frame();
     }
 }

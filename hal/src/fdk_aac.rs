@@ -5,16 +5,8 @@
 
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 
+use crate::audio::{AacEncoderConfig, AudioEncoder};
 use crate::HalError;
-
-/// Settings for [`AacEncoder`].
-#[derive(Debug, Clone, Copy)]
-pub struct AacEncoderConfig {
-    pub sample_rate: u32,
-    /// 1 or 2.
-    pub channels: u16,
-    pub bitrate_bps: u32,
-}
 
 pub struct AacEncoder {
     inner: Encoder,
@@ -54,19 +46,18 @@ impl AacEncoder {
         })
     }
 
-    /// Samples per channel that one call to [`AacEncoder::encode`] takes (1024).
-    pub fn frame_samples(&self) -> usize {
+}
+
+impl AudioEncoder for AacEncoder {
+    fn frame_samples(&self) -> usize {
         self.frame_samples
     }
 
-    /// The MPEG-4 AudioSpecificConfig that describes the stream.
-    pub fn audio_specific_config(&self) -> &[u8] {
+    fn audio_specific_config(&self) -> &[u8] {
         &self.config
     }
 
-    /// Encodes one frame of interleaved samples into one raw AAC access unit.
-    /// The encoder has a delay: the first calls return an empty unit.
-    pub fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>, HalError> {
+    fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>, HalError> {
         let info = self
             .inner
             .encode(pcm, &mut self.out)

@@ -1,0 +1,10 @@
+//! Devices made of code: the test pattern camera and the tone microphone.
+//! The built-in test source captures from these through the same pipeline
+//! (capture → convert → encode → hub) a real camera and microphone use.
+
+mod camera;
+mod microphone;
+mod pattern;
+
+pub use camera::PatternCamera;
+pub use microphone::ToneMicrophone;
