@@ -43,16 +43,25 @@ impl AlsaCapture {
         let pcm = PCM::new(&name, Direction::Capture, false)
             .map_err(|e| device_error(&name, "opening for capture", e))?;
         {
-            let hw = HwParams::any(&pcm).map_err(|e| device_error(&name, "reading its parameters", e))?;
+            let hw = HwParams::any(&pcm)
+                .map_err(|e| device_error(&name, "reading its parameters", e))?;
             hw.set_access(Access::RWInterleaved)
                 .map_err(|e| device_error(&name, "setting interleaved access", e))?;
             hw.set_format(Format::s16())
                 .map_err(|e| device_error(&name, "setting S16_LE (try plughw:)", e))?;
             hw.set_channels(request.channels as u32).map_err(|e| {
-                device_error(&name, &format!("setting {} channels (try plughw:)", request.channels), e)
+                device_error(
+                    &name,
+                    &format!("setting {} channels (try plughw:)", request.channels),
+                    e,
+                )
             })?;
             hw.set_rate(request.rate, ValueOr::Nearest).map_err(|e| {
-                device_error(&name, &format!("setting {} Hz (try plughw:)", request.rate), e)
+                device_error(
+                    &name,
+                    &format!("setting {} Hz (try plughw:)", request.rate),
+                    e,
+                )
             })?;
             hw.set_period_size_near(PERIOD_FRAMES, ValueOr::Nearest)
                 .map_err(|e| device_error(&name, "setting the period", e))?;
@@ -71,7 +80,8 @@ impl AlsaCapture {
                 .and_then(|_| pcm.sw_params(&sw))
                 .map_err(|e| device_error(&name, "asking for monotonic timestamps", e))?;
         }
-        pcm.start().map_err(|e| device_error(&name, "starting", e))?;
+        pcm.start()
+            .map_err(|e| device_error(&name, "starting", e))?;
         Ok(Self {
             name,
             pcm,

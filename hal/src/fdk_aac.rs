@@ -45,7 +45,6 @@ impl AacEncoder {
             inner,
         })
     }
-
 }
 
 impl AudioEncoder for AacEncoder {

@@ -42,7 +42,6 @@ impl H264Encoder {
             .map_err(|e| HalError::VideoEncoder(e.to_string()))?;
         Ok(Self { inner, config })
     }
-
 }
 
 impl VideoEncoder for H264Encoder {

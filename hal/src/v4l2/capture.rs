@@ -63,8 +63,9 @@ impl V4l2Capture {
             });
         }
         let device = Arc::new(device);
-        let mut queue = Queue::get_capture_queue(device.clone())
-            .map_err(|e| HalError::device(&name, "opening the capture queue", std::io::Error::other(e)))?;
+        let mut queue = Queue::get_capture_queue(device.clone()).map_err(|e| {
+            HalError::device(&name, "opening the capture queue", std::io::Error::other(e))
+        })?;
         let offered: Vec<PixelFormat> = queue
             .format_iter()
             .filter_map(|d| PixelFormat::from_fourcc(d.pixelformat.to_fourcc()))
@@ -83,7 +84,7 @@ impl V4l2Capture {
                 message: format!("refused format {pixel}, gave {}", set.pixelformat),
             });
         }
-        let fps = set_frame_rate(&*device, request.fps).unwrap_or((request.fps, 1));
+        let fps = set_frame_rate(&device, request.fps).unwrap_or((request.fps, 1));
         controls::apply(&*device, &name, &request.controls)?;
         let queue = queue
             .request_buffers::<Buffers>(BUFFERS)
@@ -103,18 +104,21 @@ impl V4l2Capture {
             held: None,
         };
         capture.queue_free_buffers()?;
-        capture
-            .queue
-            .stream_on()
-            .map_err(|e| HalError::device(&capture.name, "starting to stream", std::io::Error::other(e)))?;
+        capture.queue.stream_on().map_err(|e| {
+            HalError::device(
+                &capture.name,
+                "starting to stream",
+                std::io::Error::other(e),
+            )
+        })?;
         Ok(capture)
     }
 
     fn queue_free_buffers(&mut self) -> Result<(), HalError> {
         while let Ok(buffer) = self.queue.try_get_free_buffer() {
-            buffer
-                .queue()
-                .map_err(|e| HalError::device(&self.name, "queueing a buffer", std::io::Error::other(e)))?;
+            buffer.queue().map_err(|e| {
+                HalError::device(&self.name, "queueing a buffer", std::io::Error::other(e))
+            })?;
         }
         Ok(())
     }
@@ -129,11 +133,18 @@ impl V4l2Capture {
         // SAFETY: one valid pollfd for the duration of the call.
         let ready = unsafe { libc::poll(&mut pfd, 1, FRAME_TIMEOUT.as_millis() as i32) };
         match ready {
-            r if r < 0 => Err(HalError::device(&self.name, "waiting for a picture", std::io::Error::last_os_error())),
+            r if r < 0 => Err(HalError::device(
+                &self.name,
+                "waiting for a picture",
+                std::io::Error::last_os_error(),
+            )),
             0 => Err(HalError::device(
                 &self.name,
                 "waiting for a picture",
-                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("none for {} s", FRAME_TIMEOUT.as_secs())),
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("none for {} s", FRAME_TIMEOUT.as_secs()),
+                ),
             )),
             _ if pfd.revents & libc::POLLIN == 0 => Err(HalError::device(
                 &self.name,
@@ -159,7 +170,13 @@ fn choose_format(
     offered: &[PixelFormat],
     wanted: Option<PixelFormat>,
 ) -> Result<PixelFormat, HalError> {
-    let list = || offered.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ");
+    let list = || {
+        offered
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match wanted {
         Some(f) if offered.contains(&f) => Ok(f),
         Some(f) => Err(HalError::Unsupported {
@@ -210,7 +227,11 @@ impl VideoCapture for V4l2Capture {
                 Ok(b) => break b,
                 Err(IoctlConvertError::IoctlError(DqBufIoctlError::NotReady)) => continue,
                 Err(IoctlConvertError::IoctlError(DqBufIoctlError::Other(e))) => {
-                    return Err(HalError::device(&self.name, "dequeuing a picture", errno(e)))
+                    return Err(HalError::device(
+                        &self.name,
+                        "dequeuing a picture",
+                        errno(e),
+                    ))
                 }
                 Err(e) => {
                     return Err(HalError::device(

@@ -117,7 +117,10 @@ mod tests {
             control_name(b"White Balance, Automatic"),
             "white_balance_automatic"
         );
-        assert_eq!(control_name(b"Power Line Frequency \0x"), "power_line_frequency");
+        assert_eq!(
+            control_name(b"Power Line Frequency \0x"),
+            "power_line_frequency"
+        );
         assert_eq!(control_name(b"Gain \xff\xfe"), "gain");
     }
 }
