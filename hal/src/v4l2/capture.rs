@@ -84,7 +84,7 @@ impl V4l2Capture {
                 message: format!("refused format {pixel}, gave {}", set.pixelformat),
             });
         }
-        let fps = set_frame_rate(&*device, request.fps).unwrap_or((request.fps, 1));
+        let fps = set_frame_rate(&device, request.fps).unwrap_or((request.fps, 1));
         controls::apply(&*device, &name, &request.controls)?;
         let queue = queue
             .request_buffers::<Buffers>(BUFFERS)

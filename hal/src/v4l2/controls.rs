@@ -12,7 +12,7 @@ use crate::HalError;
 
 /// V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME: a button an H.264 camera or
 /// encoder offers to make its next picture an IDR.
-const FORCE_KEY_FRAME: u32 = 0x0099_09e5;
+pub(super) const FORCE_KEY_FRAME: u32 = 0x0099_09e5;
 
 pub(super) struct ControlInfo {
     pub id: u32,
@@ -97,6 +97,37 @@ pub(super) fn apply(
             .map_err(|e| HalError::device(device, format!("setting control `{name}`"), errno(e)))?;
     }
     Ok(())
+}
+
+/// The range of control `id`, or `None` when the device lacks it (or has
+/// it disabled).
+pub(super) fn range(fd: &impl AsRawFd, id: u32) -> Option<(i32, i32)> {
+    let q: v4l2_queryctrl =
+        ioctl::queryctrl(fd, CtrlId::new(id).ok()?, QueryCtrlFlags::empty()).ok()?;
+    (q.flags & bindings::V4L2_CTRL_FLAG_DISABLED == 0).then_some((q.minimum, q.maximum))
+}
+
+/// Sets control `id` to `value`, clamped to its range. A device without
+/// the control is left alone: codecs differ in which ones they have.
+pub(super) fn set_clamped(
+    fd: &impl AsRawFd,
+    device: &str,
+    id: u32,
+    what: &str,
+    value: i64,
+) -> Result<(), HalError> {
+    let Some((min, max)) = range(fd, id) else {
+        return Ok(());
+    };
+    let value = value.clamp(min.into(), max.into()) as i32;
+    match ioctl::s_ctrl(fd, id, value) {
+        Ok(_) | Err(ioctl::GCtrlError::Invalid) => Ok(()),
+        Err(e) => Err(HalError::device(
+            device,
+            format!("setting the {what}"),
+            errno(e),
+        )),
+    }
 }
 
 /// Presses the force-key-frame button.

@@ -1,12 +1,15 @@
 //! V4L2 through `v4l2r` (ChromeOS's bindings: its ioctl layer returns
 //! errors where the `v4l` crate unwraps device strings and enum values,
-//! and it speaks the multi-planar API that SoC encoders use).
+//! and it speaks the multi-planar API that SoC encoders use): cameras,
+//! mem2mem encoders, and the scan that finds both.
 
 mod capture;
 mod controls;
+mod m2m;
 mod scan;
 
 pub use capture::{CaptureRequest, V4l2Capture};
+pub use m2m::{find_h264_encoder, M2mEncoder};
 pub use scan::{list_video_devices, FormatInfo, VideoDeviceInfo, VideoDeviceRole};
 
 use std::io;
