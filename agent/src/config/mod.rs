@@ -307,7 +307,7 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let e = err(&exec.replace("stall_seconds = 3", "format = \"h264\""));
         assert_eq!(e.key.as_deref(), Some("stream[0].source.fps"));
         let e = err(&exec.replace("stall_seconds = 3", "format = \"avi\""));
-        assert_eq!(e.key.as_deref(), Some("format"));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.format"));
         assert_eq!(e.line, Some(14));
     }
 
@@ -368,5 +368,47 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let e = err(&GOOD.replace("name = \"cam\"", "name = \"metrics\""));
         assert_eq!(e.key.as_deref(), Some("stream[0].name"));
         assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_camera_with_a_microphone() {
+        let text = GOOD.replace(
+            "source = { kind = \"test\", width = 1280, height = 720, fps = 30, bitrate_kbps = 2000, audio = true }",
+            "source = { kind = \"v4l2\", device = \"/dev/video0\", width = 640, height = 480, format = \"mjpeg\", controls = { brightness = 128 }, encoder = \"openh264\" }\naudio = { kind = \"alsa\", device = \"hw:1,0\", rate = 44100, channels = 2 }",
+        );
+        let c = Config::parse(&text, Path::new("x.toml")).unwrap();
+        let SourceConfig::V4l2(v) = &c.streams[0].source else {
+            panic!("not a v4l2 source");
+        };
+        assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
+        assert_eq!(v.format, CaptureFormat::Mjpeg);
+        assert_eq!(v.encoder, EncoderChoice::Openh264);
+        assert_eq!(v.controls.get("brightness"), Some(&128));
+        let a = c.streams[0].audio.as_ref().unwrap();
+        assert_eq!(
+            (a.device.as_str(), a.rate, a.channels),
+            ("hw:1,0", 44100, 2)
+        );
+
+        let e = err(&text.replace("\"mjpeg\"", "\"h265\""));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.format"), "{e}");
+        assert!(e.message.contains("yuyv"), "{e}");
+        assert_eq!(e.line, Some(14), "{e}");
+        let e = err(&text.replace("rate = 44100", "rate = 44000"));
+        assert_eq!(e.key.as_deref(), Some("stream[0].audio.rate"), "{e}");
+        let e = err(&text.replace("\"/dev/video0\"", "\"video0\""));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.device"), "{e}");
+        // A microphone goes with a camera only.
+        let e = err(&format!(
+            "{GOOD}audio = {{ kind = \"alsa\", device = \"hw:1,0\" }}\n"
+        ));
+        assert_eq!(e.key.as_deref(), Some("stream[0].audio"), "{e}");
+        // The exec source's format names are its own.
+        let e = err(&GOOD.replace(
+            "kind = \"test\", width = 1280, height = 720, fps = 30, bitrate_kbps = 2000, audio = true",
+            "kind = \"exec\", command = [\"x\"], format = \"mjpeg\"",
+        ));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.format"), "{e}");
+        assert!(e.message.contains("mpegts"), "{e}");
     }
 }

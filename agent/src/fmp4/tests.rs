@@ -7,7 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamswitch_hal::{AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, I420Image};
+use streamswitch_hal::{
+    AacEncoder, AacEncoderConfig, AudioEncoder, H264Encoder, H264EncoderConfig, I420Image,
+    VideoEncoder,
+};
 
 use super::*;
 use crate::media::aac::AacParams;

@@ -66,7 +66,7 @@ mod devices {
     #[cfg(feature = "v4l2")]
     pub fn open_camera(config: &V4l2SourceConfig) -> Result<VideoInput> {
         use streamswitch_hal::v4l2::{CaptureRequest, V4l2Capture};
-        use streamswitch_hal::{H264Encoder, H264EncoderConfig, PixelFormat, VideoCapture};
+        use streamswitch_hal::{H264EncoderConfig, PixelFormat, VideoCapture};
 
         let capture = V4l2Capture::open(&CaptureRequest {
             device: PathBuf::from(&config.device),
@@ -88,27 +88,59 @@ mod devices {
             None
         } else {
             let (num, den) = format.fps;
-            let fps = if den > 0 {
-                (num / den).max(1)
-            } else {
-                config.fps
-            };
+            let fps = num.checked_div(den).map_or(config.fps, |f| f.max(1));
             let keyframe_interval = ((fps as f64 * config.keyframe_seconds).round() as u32).max(1);
-            Some(Box::new(
-                H264Encoder::new(H264EncoderConfig {
+            Some(open_encoder(
+                config,
+                &H264EncoderConfig {
                     width: format.width & !1,
                     height: format.height & !1,
                     fps,
                     bitrate_bps: config.bitrate_kbps * 1000,
                     keyframe_interval,
-                })
-                .context("H.264 encoder")?,
-            ))
+                },
+            )?)
         };
         Ok(VideoInput {
             capture: Box::new(capture),
             encoder,
         })
+    }
+
+    /// `auto`: the board's mem2mem encoder when the scan finds one and it
+    /// opens, else openh264.
+    #[cfg(feature = "v4l2")]
+    fn open_encoder(
+        config: &V4l2SourceConfig,
+        settings: &streamswitch_hal::H264EncoderConfig,
+    ) -> Result<Box<dyn streamswitch_hal::VideoEncoder>> {
+        use crate::config::EncoderChoice;
+        use streamswitch_hal::v4l2::{find_h264_encoder, M2mEncoder};
+        use streamswitch_hal::H264Encoder;
+
+        let hardware =
+            match config.encoder {
+                EncoderChoice::Openh264 => None,
+                EncoderChoice::V4l2m2m => Some(find_h264_encoder().context(
+                    "encoder = \"v4l2m2m\": no V4L2 mem2mem H.264 encoder on this board",
+                )?),
+                EncoderChoice::Auto => find_h264_encoder(),
+            };
+        if let Some(device) = hardware {
+            match M2mEncoder::open(&device, settings, *b"H264") {
+                Ok(e) => {
+                    tracing::info!("H.264 encoder: {}", device.display());
+                    return Ok(Box::new(e));
+                }
+                Err(e) if config.encoder == EncoderChoice::Auto => {
+                    tracing::warn!("{e}; encoding with openh264 instead");
+                }
+                Err(e) => return Err(e).context("H.264 encoder"),
+            }
+        }
+        Ok(Box::new(
+            H264Encoder::new(*settings).context("H.264 encoder")?,
+        ))
     }
 
     #[cfg(feature = "v4l2")]
