@@ -5,6 +5,7 @@
 pub mod http;
 pub mod m3u8;
 pub mod mqtt;
+pub mod vm;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

@@ -10,7 +10,10 @@
 # checks (docs/boards.md) the aarch64 cross toolchain and qemu-user (the
 # aarch64 unit and smoke tests), systemd (`systemd-analyze verify` on the
 # unit), dpkg-dev and cargo-deb (the .deb), and Rust's aarch64 standard
-# library. Skips what is there already.
+# library; for the VM tests (tests/vm/README.md) qemu (x86_64, with its
+# qboot firmware), cpio, kmod (modprobe, depmod), xz and e2fsprogs (the
+# power-cut test's disk image); make and gcc build v4l2loopback for the
+# guest. Skips what is there already.
 set -euo pipefail
 
 need=()
@@ -29,6 +32,12 @@ command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v dpkg-deb >/dev/null || need+=(dpkg-dev)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cpio >/dev/null || need+=(cpio)
+[ -x /usr/sbin/modprobe ] || [ -x /sbin/modprobe ] || need+=(kmod)
+command -v xz >/dev/null || need+=(xz-utils)
+[ -x /usr/sbin/debugfs ] || [ -x /sbin/debugfs ] || need+=(e2fsprogs)
+command -v make >/dev/null || need+=(make)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
