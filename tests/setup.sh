@@ -13,7 +13,9 @@
 # library; for the VM tests (tests/vm/README.md) qemu (x86_64, with its
 # qboot firmware), cpio, kmod (modprobe, depmod), xz and e2fsprogs (the
 # power-cut test's disk image); make and gcc build v4l2loopback for the
-# guest. Skips what is there already.
+# guest. The device back-ends: libclang (v4l2r's bindgen), ALSA's headers
+# and pkg-config (alsa-sys); alsa-utils' aplay plays the tone into the VM's
+# loopback sound card. Skips what is there already.
 set -euo pipefail
 
 need=()
@@ -38,6 +40,10 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v xz >/dev/null || need+=(xz-utils)
 [ -x /usr/sbin/debugfs ] || [ -x /sbin/debugfs ] || need+=(e2fsprogs)
 command -v make >/dev/null || need+=(make)
+[ -n "$(find /usr/lib -name 'libclang*.so*' -print -quit 2>/dev/null)" ] || need+=(libclang-dev)
+[ -e /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v aplay >/dev/null || need+=(alsa-utils)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -9,7 +9,7 @@ use v4l2r::bindings::v4l2_streamparm;
 use v4l2r::device::queue::direction::Capture;
 use v4l2r::device::queue::dqbuf::DqBuffer;
 use v4l2r::device::queue::{BuffersAllocated, GetFreeCaptureBuffer, Queue};
-use v4l2r::device::{Device, DeviceConfig, Stream, TryDequeue};
+use v4l2r::device::{AllocatedQueue, Device, DeviceConfig, Stream, TryDequeue};
 use v4l2r::ioctl::{self, Capabilities, DqBufIoctlError, IoctlConvertError};
 use v4l2r::memory::MmapHandle;
 use v4l2r::{Format, QueueType};
@@ -43,7 +43,11 @@ pub struct V4l2Capture {
     queue: Queue<Capture, BuffersAllocated<Buffers>>,
     format: VideoFormat,
     /// The picture the caller holds; its buffer is queued again on the next call.
-    held: Option<(DqBuffer<Capture, Buffers>, v4l2r::ioctl::PlaneMapping)>,
+    held: Option<DqBuffer<Capture, Buffers>>,
+    /// Every buffer, mapped once for the life of the capture: v4l2loopback
+    /// refuses to hand out a buffer that is not mapped at that moment, and
+    /// mapping per picture costs two system calls for nothing.
+    mappings: Vec<v4l2r::ioctl::PlaneMapping>,
 }
 
 impl V4l2Capture {
@@ -89,6 +93,7 @@ impl V4l2Capture {
         let queue = queue
             .request_buffers::<Buffers>(BUFFERS)
             .map_err(|e| HalError::device(&name, "allocating buffers", std::io::Error::other(e)))?;
+        let mappings = map_buffers(&device, &name, queue.num_buffers())?;
         let stride = set.plane_fmt.first().map_or(0, |p| p.bytesperline);
         let mut capture = Self {
             format: VideoFormat {
@@ -102,6 +107,7 @@ impl V4l2Capture {
             device,
             queue,
             held: None,
+            mappings,
         };
         capture.queue_free_buffers()?;
         capture.queue.stream_on().map_err(|e| {
@@ -163,6 +169,35 @@ fn open_error(e: v4l2r::device::DeviceOpenError) -> std::io::Error {
         v4l2r::device::DeviceOpenError::OpenError(e) => errno(e),
         other => std::io::Error::other(other.to_string()),
     }
+}
+
+fn map_buffers(
+    device: &Device,
+    name: &str,
+    count: usize,
+) -> Result<Vec<v4l2r::ioctl::PlaneMapping>, HalError> {
+    (0..count)
+        .map(|index| {
+            let info: ioctl::QueryBuffer = ioctl::querybuf(device, QueueType::VideoCapture, index)
+                .map_err(|e| {
+                    HalError::device(
+                        name,
+                        "querying a buffer",
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
+            let plane = info.planes.first().ok_or_else(|| {
+                HalError::device(name, "querying a buffer", std::io::Error::other("no plane"))
+            })?;
+            ioctl::mmap(device, plane.mem_offset, plane.length).map_err(|e| {
+                HalError::device(
+                    name,
+                    "mapping a buffer",
+                    std::io::Error::other(e.to_string()),
+                )
+            })
+        })
+        .collect()
 }
 
 fn choose_format(
@@ -242,13 +277,13 @@ impl VideoCapture for V4l2Capture {
                 }
             }
         };
-        let mapping = buffer.get_plane_mapping(0).ok_or_else(|| {
-            HalError::device(
+        let Some(mapping) = self.mappings.get(buffer.data.index() as usize) else {
+            return Err(HalError::device(
                 &self.name,
-                "mapping a picture",
-                std::io::Error::from_raw_os_error(libc::ENOMEM),
-            )
-        })?;
+                "dequeuing a picture",
+                std::io::Error::other(format!("buffer {} was never mapped", buffer.data.index())),
+            ));
+        };
         let used = (*buffer.data.get_first_plane().bytesused as usize).min(mapping.as_ref().len());
         let ts = buffer.data.timestamp();
         let timestamp = Duration::new(
@@ -256,9 +291,9 @@ impl VideoCapture for V4l2Capture {
             (ts.tv_usec.clamp(0, 999_999) * 1000) as u32,
         );
         let sequence = buffer.data.sequence();
-        let held = self.held.insert((buffer, mapping));
+        self.held = Some(buffer);
         Ok(CapturedFrame {
-            data: &held.1.as_ref()[..used],
+            data: &mapping.as_ref()[..used],
             timestamp,
             sequence,
         })
