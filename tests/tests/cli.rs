@@ -13,6 +13,35 @@ fn version_prints_the_package_version() {
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
 }
 
+/// A machine without cameras (this one): empty lists and exit 0, in JSON
+/// and as text, with the back-ends this build has.
+#[test]
+fn devices_lists_nothing_on_a_machine_without_cameras() {
+    let out = Command::new(agent_bin())
+        .args(["devices", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends: Vec<&str> = inv["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b.as_str())
+        .collect();
+    for b in ["v4l2", "alsa", "openh264", "fdk-aac"] {
+        assert!(backends.contains(&b), "{backends:?}");
+    }
+    let has_video = std::path::Path::new("/dev/video0").exists();
+    assert_eq!(inv["cameras"].as_array().unwrap().is_empty(), !has_video, "{inv:#}");
+    assert!(inv["encoders"].is_array() && inv["microphones"].is_array(), "{inv:#}");
+    let out = Command::new(agent_bin()).arg("devices").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Back-ends: v4l2, alsa"), "{text}");
+    assert!(text.contains("Cameras (") && text.contains("Microphones ("), "{text}");
+}
+
 #[test]
 fn shipped_configs_are_valid() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
