@@ -21,7 +21,11 @@ fn devices_lists_nothing_on_a_machine_without_cameras() {
         .args(["devices", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let inv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let backends: Vec<&str> = inv["backends"]
         .as_array()
@@ -33,13 +37,23 @@ fn devices_lists_nothing_on_a_machine_without_cameras() {
         assert!(backends.contains(&b), "{backends:?}");
     }
     let has_video = std::path::Path::new("/dev/video0").exists();
-    assert_eq!(inv["cameras"].as_array().unwrap().is_empty(), !has_video, "{inv:#}");
-    assert!(inv["encoders"].is_array() && inv["microphones"].is_array(), "{inv:#}");
+    assert_eq!(
+        inv["cameras"].as_array().unwrap().is_empty(),
+        !has_video,
+        "{inv:#}"
+    );
+    assert!(
+        inv["encoders"].is_array() && inv["microphones"].is_array(),
+        "{inv:#}"
+    );
     let out = Command::new(agent_bin()).arg("devices").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Back-ends: v4l2, alsa"), "{text}");
-    assert!(text.contains("Cameras (") && text.contains("Microphones ("), "{text}");
+    assert!(
+        text.contains("Cameras (") && text.contains("Microphones ("),
+        "{text}"
+    );
 }
 
 #[test]

@@ -381,7 +381,10 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
             panic!("not a v4l2 source");
         };
         assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
-        assert_eq!(v.format, CaptureFormat::Mjpeg);
+        assert_eq!(
+            v.format,
+            CaptureFormat(Some(streamswitch_hal::PixelFormat::Mjpeg))
+        );
         assert_eq!(v.encoder, EncoderChoice::Openh264);
         assert_eq!(v.controls.get("brightness"), Some(&128));
         let a = c.streams[0].audio.as_ref().unwrap();

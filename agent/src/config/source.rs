@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize, Serializer};
+use streamswitch_hal::PixelFormat;
 
 use super::Invalid;
 
@@ -179,7 +180,7 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 width: s.width.unwrap_or(1280),
                 height: s.height.unwrap_or(720),
                 fps: s.fps.unwrap_or(30),
-                format: parse_format(s.format.as_deref(), CaptureFormat::Auto, &mut refused),
+                format: parse_format(s.format.as_deref(), CaptureFormat::AUTO, &mut refused),
                 bitrate_kbps: s.bitrate_kbps.unwrap_or(2000),
                 keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
                 controls: s.controls.unwrap_or_default(),
@@ -227,6 +228,20 @@ impl FormatNames for CaptureFormat {
     const NAMES: &'static [&'static str] = &[
         "auto", "h264", "mjpeg", "yuyv", "uyvy", "nv12", "nv21", "yu12", "yv12",
     ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_format_names_are_hals() {
+        let mut ours = CaptureFormat::NAMES[1..].to_vec();
+        let mut theirs: Vec<&str> = PixelFormat::PREFERENCE.iter().map(|f| f.name()).collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+    }
 }
 
 /// Written back (the API's view, the file on a config change) as the
@@ -450,20 +465,30 @@ fn validate_picture(
     Ok(())
 }
 
-/// What a camera is asked to deliver.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureFormat {
-    /// H.264 if offered (no re-encode), else MJPEG, else raw.
-    Auto,
-    H264,
-    Mjpeg,
-    Yuyv,
-    Uyvy,
-    Nv12,
-    Nv21,
-    Yu12,
-    Yv12,
+/// What a camera is asked to deliver: `"auto"` (H.264 if offered, no
+/// re-encode; else MJPEG; else raw) or one of hal's pixel formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureFormat(pub Option<PixelFormat>);
+
+impl CaptureFormat {
+    pub const AUTO: CaptureFormat = CaptureFormat(None);
+}
+
+impl<'de> Deserialize<'de> for CaptureFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "auto" {
+            return Ok(Self::AUTO);
+        }
+        PixelFormat::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&name))
+            .map(|f| CaptureFormat(Some(f)))
+    }
+}
+
+impl Serialize for CaptureFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.map_or("auto", PixelFormat::name))
+    }
 }
 
 /// Which H.264 encoder turns a camera's pictures into a stream.

@@ -73,7 +73,7 @@ mod devices {
             width: config.width,
             height: config.height,
             fps: config.fps,
-            format: pixel_format(config.format),
+            format: config.format.0,
             controls: config
                 .controls
                 .iter()
@@ -141,23 +141,6 @@ mod devices {
         Ok(Box::new(
             H264Encoder::new(*settings).context("H.264 encoder")?,
         ))
-    }
-
-    #[cfg(feature = "v4l2")]
-    fn pixel_format(f: crate::config::CaptureFormat) -> Option<streamswitch_hal::PixelFormat> {
-        use crate::config::CaptureFormat as C;
-        use streamswitch_hal::PixelFormat as P;
-        Some(match f {
-            C::Auto => return None,
-            C::H264 => P::H264,
-            C::Mjpeg => P::Mjpeg,
-            C::Yuyv => P::Yuyv,
-            C::Uyvy => P::Uyvy,
-            C::Nv12 => P::Nv12,
-            C::Nv21 => P::Nv21,
-            C::Yu12 => P::Yu12,
-            C::Yv12 => P::Yv12,
-        })
     }
 
     #[cfg(not(feature = "v4l2"))]
