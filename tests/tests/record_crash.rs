@@ -12,31 +12,6 @@ use streamswitch_tests::Agent;
 
 const FRAGMENT_S: f64 = 0.5;
 
-/// Milliseconds since the epoch that a recording name encodes.
-fn name_time_ms(name: &str) -> i64 {
-    let t = &name_time(name)[..19]; // YYYYMMDDTHHMMSS.mmm
-    let secs_of_day = |s: &str| -> i64 { s.parse().unwrap() };
-    let (y, mo, d) = (
-        secs_of_day(&t[0..4]),
-        secs_of_day(&t[4..6]),
-        secs_of_day(&t[6..8]),
-    );
-    let (h, mi, s, ms) = (
-        secs_of_day(&t[9..11]),
-        secs_of_day(&t[11..13]),
-        secs_of_day(&t[13..15]),
-        secs_of_day(&t[16..19]),
-    );
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
