@@ -18,8 +18,7 @@ mod tests {
     use std::mem::size_of;
 
     use v4l2r::bindings::{
-        v4l2_buffer, v4l2_event, v4l2_ext_controls, v4l2_format, v4l2_plane,
-        v4l2_requestbuffers,
+        v4l2_buffer, v4l2_event, v4l2_ext_controls, v4l2_format, v4l2_plane, v4l2_requestbuffers,
     };
 
     /// x86_64 and aarch64 (gcc, aarch64-linux-gnu-gcc).
