@@ -15,6 +15,12 @@
 # test source read by the host's ffprobe), and for the glibc targets makes
 # the .deb (cargo-deb) in target/<triple>/debian/.
 #
+# Device back-ends: the glibc targets build with both (`v4l2`, `alsa`),
+# linking the target's libasound from Debian multiarch (cross/multiarch.sh
+# installs libasound2-dev:arm64/armhf); the static musl build has `v4l2`
+# only (no musl libasound: `--no-default-features --features v4l2`). The
+# cross environment (pkg-config, bindgen) is in cross/env.sh.
+#
 # PROFILE=dev (or release) builds another profile instead of `board`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +36,11 @@ profile_dir=$profile
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 apt_need=()
+multiarch=()
 for t in "${targets[@]}"; do
     case "$t" in
-        aarch64) command -v aarch64-linux-gnu-g++ >/dev/null || apt_need+=(g++-aarch64-linux-gnu) ;;
-        armv7) command -v arm-linux-gnueabihf-g++ >/dev/null || apt_need+=(g++-arm-linux-gnueabihf) ;;
+        aarch64) command -v aarch64-linux-gnu-g++ >/dev/null || apt_need+=(g++-aarch64-linux-gnu); multiarch+=(arm64) ;;
+        armv7) command -v arm-linux-gnueabihf-g++ >/dev/null || apt_need+=(g++-arm-linux-gnueabihf); multiarch+=(armhf) ;;
         aarch64-musl) ;;
         *) echo "unknown target $t (aarch64, armv7, aarch64-musl or all)" >&2; exit 2 ;;
     esac
@@ -45,7 +52,9 @@ if [ ${#apt_need[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_need[@]}" >/dev/null
 fi
+[ ${#multiarch[@]} -eq 0 ] || bash cross/multiarch.sh "${multiarch[@]}"
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0
+. cross/env.sh
 
 for t in "${targets[@]}"; do
     case "$t" in
@@ -55,6 +64,7 @@ for t in "${targets[@]}"; do
     esac
     rustup target add "$triple" >/dev/null
     build=(build)
+    features=()
     if [ "$t" = aarch64-musl ]; then
         # musl has no Debian cross g++: zig is the C/C++ compiler (its own
         # musl and libc++, linked statically) and the linker.
@@ -63,8 +73,12 @@ for t in "${targets[@]}"; do
         build=(zigbuild)
         # The codecs' C++ links against zig's libc++, not libstdc++.
         export CXXSTDLIB_aarch64_unknown_linux_musl=c++
+        # V4L2 needs no C library at run time; ALSA would need a static
+        # musl libasound, which Debian does not have.
+        features=(--no-default-features --features v4l2)
     fi
-    cargo "${build[@]}" --profile "$profile" --target "$triple" -p streamswitch-agent --bin streamswitch
+    cross_cargo "$triple" "${build[@]}" --profile "$profile" --target "$triple" \
+        -p streamswitch-agent --bin streamswitch "${features[@]}"
     bin="target/$triple/$profile_dir/streamswitch"
     size=$(stat -c %s "$bin")
     if [ -n "$strip" ] && [ "$profile" != board ]; then

@@ -18,8 +18,11 @@ cargo build --bins
 # works on the architecture and that the package is right, not how small it
 # is (the board profile's fat LTO would add minutes); armv7 and musl run
 # from `bash cross/build.sh`.
+# With both device back-ends: cross/env.sh points alsa-sys's pkg-config and
+# v4l2r's bindgen at the aarch64 libraries and headers.
+. cross/env.sh
 arm=aarch64-unknown-linux-gnu
-cargo test --profile ci-arm --target $arm -p streamswitch-agent -p streamswitch-hal
-cargo build --profile ci-arm --target $arm -p streamswitch-agent --bin streamswitch
+cross_cargo $arm test --profile ci-arm --target $arm -p streamswitch-agent -p streamswitch-hal
+cross_cargo $arm build --profile ci-arm --target $arm -p streamswitch-agent --bin streamswitch
 cargo deb --no-build --fast --target $arm --profile ci-arm -p streamswitch-agent -o target/$arm/debian/
 cargo test --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"

@@ -14,7 +14,8 @@
 # qboot firmware), cpio, kmod (modprobe, depmod), xz and e2fsprogs (the
 # power-cut test's disk image); make and gcc build v4l2loopback for the
 # guest. The device back-ends: libclang (v4l2r's bindgen), ALSA's headers
-# and pkg-config (alsa-sys); alsa-utils' aplay plays the tone into the VM's
+# and pkg-config (alsa-sys), and for the aarch64 build libasound2-dev:arm64
+# (cross/multiarch.sh); alsa-utils' aplay plays the tone into the VM's
 # loopback sound card. Skips what is there already.
 set -euo pipefail
 
@@ -60,6 +61,9 @@ if [ ! -d "$browser/node_modules" ]; then
     echo "setup: npm ci in tests/browser"
     (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# The aarch64 board build links the target's libasound (Debian multiarch).
+bash "$(dirname "$0")/../cross/multiarch.sh" arm64
 
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu ||
     rustup target add aarch64-unknown-linux-gnu

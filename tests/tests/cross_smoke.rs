@@ -1,6 +1,7 @@
 //! The agent built for a board, run under qemu-user on this machine: it
 //! prints its version, and its built-in 320x240 test source is served over
-//! RTSP and HLS to the host's ffprobe.
+//! RTSP and HLS to the host's ffprobe, and it lists the device back-ends
+//! it was built with.
 //!
 //! Which build: `$STREAMSWITCH_CROSS_TARGET` (default
 //! `aarch64-unknown-linux-gnu`, what CI builds) and
@@ -56,6 +57,31 @@ fn version_under_qemu() {
     );
     assert!(ok, "--version under qemu failed: {err}");
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+}
+
+/// The device back-ends compiled in (`streamswitch devices`): the glibc
+/// builds have V4L2 and ALSA; the static musl build V4L2 only (no musl
+/// libasound to link: docs/boards.md).
+#[test]
+fn devices_under_qemu_lists_the_built_back_ends() {
+    let program = program();
+    let (ok, out, err) = run_with_timeout(
+        Command::new(&program[0])
+            .args(&program[1..])
+            .args(["devices", "--json"]),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "devices under qemu failed: {err}");
+    let inventory: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let backends: Vec<&str> = inventory["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .filter_map(|b| b.as_str())
+        .collect();
+    let musl = std::env::var("STREAMSWITCH_CROSS_TARGET").is_ok_and(|t| t.ends_with("-musl"));
+    assert!(backends.contains(&"v4l2"), "{backends:?}");
+    assert_eq!(backends.contains(&"alsa"), !musl, "{backends:?}");
 }
 
 #[test]

@@ -77,6 +77,12 @@ fn the_package_installs_every_file_in_its_place() {
         run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Package")).trim(),
         "streamswitch"
     );
+    // The glibc builds link libasound (the `alsa` back-end).
+    let depends = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
+    assert!(
+        depends.split(',').any(|d| d.trim() == "libasound2"),
+        "{depends}"
+    );
 
     let root = tempfile::tempdir().unwrap();
     let root = root.path();

@@ -3,6 +3,7 @@
 //! and it speaks the multi-planar API that SoC encoders use): cameras,
 //! mem2mem encoders, and the scan that finds both.
 
+mod abi;
 mod capture;
 mod controls;
 mod m2m;
