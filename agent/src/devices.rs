@@ -17,31 +17,47 @@ pub struct Inventory {
 }
 
 pub fn scan() -> Inventory {
-    let mut inventory = Inventory {
+    let (cameras, encoders) = video_devices();
+    Inventory {
         backends: streamswitch_hal::BACKENDS.to_vec(),
-        cameras: Vec::new(),
-        encoders: Vec::new(),
-        microphones: Vec::new(),
-    };
-    #[cfg(feature = "v4l2")]
-    {
-        use streamswitch_hal::v4l2::{list_video_devices, VideoDeviceRole};
-        for d in list_video_devices() {
-            let list = match d.role {
-                VideoDeviceRole::Capture => &mut inventory.cameras,
-                VideoDeviceRole::Encoder => &mut inventory.encoders,
-                _ => continue,
-            };
-            list.extend(serde_json::to_value(&d).ok());
-        }
+        cameras,
+        encoders,
+        microphones: audio_devices(),
     }
-    #[cfg(feature = "alsa")]
-    {
-        for m in streamswitch_hal::alsa::list_audio_devices() {
-            inventory.microphones.extend(serde_json::to_value(&m).ok());
-        }
+}
+
+/// Cameras and mem2mem encoders.
+#[cfg(feature = "v4l2")]
+fn video_devices() -> (Vec<Value>, Vec<Value>) {
+    use streamswitch_hal::v4l2::{list_video_devices, VideoDeviceRole};
+    let (mut cameras, mut encoders) = (Vec::new(), Vec::new());
+    for d in list_video_devices() {
+        let list = match d.role {
+            VideoDeviceRole::Capture => &mut cameras,
+            VideoDeviceRole::Encoder => &mut encoders,
+            _ => continue,
+        };
+        list.extend(serde_json::to_value(&d).ok());
     }
-    inventory
+    (cameras, encoders)
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn video_devices() -> (Vec<Value>, Vec<Value>) {
+    (Vec::new(), Vec::new())
+}
+
+#[cfg(feature = "alsa")]
+fn audio_devices() -> Vec<Value> {
+    streamswitch_hal::alsa::list_audio_devices()
+        .iter()
+        .filter_map(|m| serde_json::to_value(m).ok())
+        .collect()
+}
+
+#[cfg(not(feature = "alsa"))]
+fn audio_devices() -> Vec<Value> {
+    Vec::new()
 }
 
 /// The inventory as text for a person.

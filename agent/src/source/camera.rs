@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::capture::{self, AudioInput, VideoInput};
 use super::{ReadyFuture, Sink, Source, SourceFuture};
@@ -65,6 +65,7 @@ mod devices {
 
     #[cfg(feature = "v4l2")]
     pub fn open_camera(config: &V4l2SourceConfig) -> Result<VideoInput> {
+        use anyhow::Context;
         use streamswitch_hal::v4l2::{CaptureRequest, V4l2Capture};
         use streamswitch_hal::{H264EncoderConfig, PixelFormat, VideoCapture};
 
@@ -115,6 +116,7 @@ mod devices {
         settings: &streamswitch_hal::H264EncoderConfig,
     ) -> Result<Box<dyn streamswitch_hal::VideoEncoder>> {
         use crate::config::EncoderChoice;
+        use anyhow::Context;
         use streamswitch_hal::v4l2::{find_h264_encoder, M2mEncoder};
         use streamswitch_hal::H264Encoder;
 
@@ -153,6 +155,7 @@ mod devices {
 
     #[cfg(feature = "alsa")]
     pub fn open_microphone(config: &AudioConfig) -> Result<AudioInput> {
+        use anyhow::Context;
         use streamswitch_hal::alsa::{AlsaCapture, AlsaRequest};
         use streamswitch_hal::{AacEncoder, AacEncoderConfig};
 
