@@ -26,7 +26,7 @@ pub use record::{FsyncPolicy, RecordConfig, RecordingConfig};
 pub use rtsp::{RtspAuthConfig, RtspAuthMethod, RtspConfig, User};
 pub use source::{
     CaptureFormat, EncoderChoice, ExecFormat, ExecSourceConfig, PullTransport, RtspSourceConfig,
-    SourceConfig, SourceKind, TestSourceConfig, V4l2SourceConfig,
+    SourceConfig, SourceKind, TestFormat, TestSourceConfig, V4l2SourceConfig,
 };
 pub use uplink::{UplinkConfig, UplinkProtocol};
 
@@ -368,6 +368,32 @@ source = { kind = "test", width = 1280, height = 720, fps = 30, bitrate_kbps = 2
         let e = err(&GOOD.replace("name = \"cam\"", "name = \"metrics\""));
         assert_eq!(e.key.as_deref(), Some("stream[0].name"));
         assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_test_pattern_comes_in_a_cameras_formats() {
+        let format =
+            |text: &str| match &Config::parse(text, Path::new("x.toml")).unwrap().streams[0].source
+            {
+                SourceConfig::Test(t) => t.format,
+                _ => panic!("not a test source"),
+            };
+        assert_eq!(format(GOOD), TestFormat::Yu12);
+        let mjpeg = GOOD.replace("audio = true", "audio = true, format = \"mjpeg\"");
+        assert_eq!(format(&mjpeg), TestFormat::Mjpeg);
+        assert_eq!(
+            format(&mjpeg.replace("\"mjpeg\"", "\"yuyv\"")),
+            TestFormat::Yuyv
+        );
+        // Written back (API, config file) with the key.
+        let written =
+            toml::to_string(&Config::parse(&mjpeg, Path::new("x.toml")).unwrap().streams[0].source)
+                .unwrap();
+        assert!(written.contains("format = \"mjpeg\""), "{written}");
+        let e = err(&mjpeg.replace("\"mjpeg\"", "\"nv12\""));
+        assert_eq!(e.key.as_deref(), Some("stream[0].source.format"), "{e}");
+        assert!(e.message.contains("yu12, yuyv, mjpeg"), "{e}");
+        assert_eq!(e.line, Some(14), "{e}");
     }
 
     #[test]

@@ -56,6 +56,7 @@ impl SourceKind {
                 "bitrate_kbps",
                 "audio",
                 "keyframe_seconds",
+                "format",
             ],
             SourceKind::Exec => &["command", "format", "fps", "stall_seconds", "env"],
             SourceKind::Rtsp => &["url", "transport", "username", "password", "stall_seconds"],
@@ -86,8 +87,8 @@ pub struct SourceSpec {
     audio: Option<bool>,
     keyframe_seconds: Option<f64>,
     command: Option<Vec<String>>,
-    /// The exec program's stream format or the camera's picture format:
-    /// read per kind.
+    /// The exec program's stream format, or the camera's (or the test
+    /// pattern's) picture format: read per kind.
     format: Option<String>,
     stall_seconds: Option<u32>,
     env: Option<BTreeMap<String, String>>,
@@ -157,6 +158,7 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 bitrate_kbps: s.bitrate_kbps.unwrap_or(2000),
                 audio: s.audio.unwrap_or(true),
                 keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
+                format: parse_format(s.format.as_deref(), TestFormat::Yu12, &mut refused),
                 refused,
             })),
             SourceKind::Exec => Ok(SourceConfig::Exec(ExecSourceConfig {
@@ -224,6 +226,10 @@ impl FormatNames for ExecFormat {
     const NAMES: &'static [&'static str] = &["mpegts", "h264", "h265"];
 }
 
+impl FormatNames for TestFormat {
+    const NAMES: &'static [&'static str] = &["yu12", "yuyv", "mjpeg"];
+}
+
 impl FormatNames for CaptureFormat {
     const NAMES: &'static [&'static str] = &[
         "auto", "h264", "mjpeg", "yuyv", "uyvy", "nv12", "nv21", "yu12", "yv12",
@@ -288,10 +294,24 @@ pub struct TestSourceConfig {
     pub audio: bool,
     /// Seconds between keyframes.
     pub keyframe_seconds: f64,
+    /// The pictures the pattern camera delivers.
+    pub format: TestFormat,
     /// A problem found while reading the table (a key of another kind),
     /// reported by `validate`, where its line can be found.
     #[serde(skip)]
     refused: Option<Invalid>,
+}
+
+/// How the test pattern reaches the capture pipeline: drawn in I420 for
+/// every picture (`yu12`), or as a raw or MJPEG camera delivers it, a few
+/// pictures made once and replayed (so the pipeline's conversion or
+/// decoding can be measured and tested without a camera).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TestFormat {
+    Yu12,
+    Yuyv,
+    Mjpeg,
 }
 
 /// What the exec source's program writes to its stdout.

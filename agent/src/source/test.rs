@@ -1,6 +1,8 @@
 //! The built-in test source: the test pattern camera and the tone
 //! microphone of hal, through the capture pipeline a real camera uses
-//! (openh264 and FDK AAC).
+//! (openh264 and FDK AAC). With `format = "yuyv"` or `"mjpeg"` the pattern
+//! comes as a raw or MJPEG camera delivers it, so that the pipeline's
+//! conversion and decoding run (tests, `bench-capture`).
 //!
 //! Test hook: when `STREAMSWITCH_TEST_SOURCE_FAIL_FILE` names a file that
 //! exists, the source fails (at start and within a second while running),
@@ -11,12 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use streamswitch_hal::fake::{PatternCamera, ToneMicrophone};
-use streamswitch_hal::{AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, Monotonic};
+use streamswitch_hal::fake::{LoopCamera, PatternCamera, ToneMicrophone};
+use streamswitch_hal::{
+    AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, Monotonic, PixelFormat,
+    VideoCapture,
+};
 
 use super::capture::{self, AudioInput, VideoInput};
 use super::{Sink, Source, SourceFuture};
-use crate::config::TestSourceConfig;
+use crate::config::{TestFormat, TestSourceConfig};
 
 pub const AUDIO_RATE: u32 = 48_000;
 const TONE_HZ: f32 = 1000.0;
@@ -80,13 +85,26 @@ fn open(config: &TestSourceConfig) -> Result<(VideoInput, Option<AudioInput>)> {
         bitrate_bps: config.bitrate_kbps * 1000,
         keyframe_interval,
     })?;
-    let video = VideoInput {
-        capture: Box::new(PatternCamera::new(
-            config.width,
-            config.height,
-            config.fps,
+    let (width, height, fps) = (config.width, config.height, config.fps);
+    let capture: Box<dyn VideoCapture> = match config.format {
+        TestFormat::Yu12 => Box::new(PatternCamera::new(width, height, fps, clock.clone())),
+        TestFormat::Yuyv => Box::new(LoopCamera::new(
+            PixelFormat::Yuyv,
+            width,
+            height,
+            fps,
             clock.clone(),
-        )),
+        )?),
+        TestFormat::Mjpeg => Box::new(LoopCamera::new(
+            PixelFormat::Mjpeg,
+            width,
+            height,
+            fps,
+            clock.clone(),
+        )?),
+    };
+    let video = VideoInput {
+        capture,
         encoder: Some(Box::new(encoder)),
     };
     let audio = if config.audio {

@@ -1,4 +1,5 @@
-//! Devices made of code: the test pattern camera and the tone microphone.
+//! Devices made of code: the test pattern camera (drawn in I420, or
+//! replayed as a raw or MJPEG camera delivers it) and the tone microphone.
 //! The built-in test source captures from these through the same pipeline
 //! (capture → convert → encode → hub) a real camera and microphone use.
 
@@ -6,5 +7,5 @@ mod camera;
 mod microphone;
 mod pattern;
 
-pub use camera::PatternCamera;
+pub use camera::{LoopCamera, PatternCamera};
 pub use microphone::ToneMicrophone;

@@ -243,6 +243,49 @@ mod tests {
         assert_eq!(out, [10, 11, 12, 13, 20, 21, 22, 23, 100, 101, 200, 201]);
     }
 
+    /// The test source's YUYV and MJPEG cameras give the pattern camera's
+    /// picture back: exactly from YUYV, within JPEG's loss from MJPEG.
+    #[test]
+    fn the_test_patterns_camera_formats_convert_back_to_the_pattern() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        use streamswitch_hal::fake::{LoopCamera, PatternCamera};
+        use streamswitch_hal::{Clock, VideoCapture};
+
+        struct Frozen;
+        impl Clock for Frozen {
+            fn now(&self) -> Duration {
+                Duration::ZERO
+            }
+        }
+        let (w, h) = (160, 96);
+        let mut pattern = PatternCamera::new(w, h, 30, Arc::new(Frozen));
+        let want = pattern.next_frame().unwrap().data.to_vec();
+        let mut out = Vec::new();
+        for pixel in [PixelFormat::Yuyv, PixelFormat::Mjpeg] {
+            let mut camera = LoopCamera::new(pixel, w, h, 30, Arc::new(Frozen)).unwrap();
+            let format = camera.format();
+            to_i420(&format, camera.next_frame().unwrap().data, &mut out).unwrap();
+            assert_eq!(out.len(), want.len());
+            let worst = out
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            let mean = out
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| f64::from(a.abs_diff(*b)))
+                .sum::<f64>()
+                / out.len() as f64;
+            match pixel {
+                PixelFormat::Yuyv => assert_eq!(worst, 0),
+                _ => assert!(mean < 3.0, "{pixel}: mean error {mean}"),
+            }
+        }
+    }
+
     #[test]
     fn short_buffers_and_garbage_jpegs_are_errors() {
         let mut out = Vec::new();
