@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
         return;
     }
-    let max_packet = h264::MIN_PACKET + u16::from_be_bytes([data[0], data[1]]) as usize % 4000;
+    // Every packetizer raises a smaller size to its minimum.
+    let smallest = h264::MIN_PACKET.max(h265::MIN_PACKET).max(aac::MIN_PACKET);
+    let max_packet = smallest + u16::from_be_bytes([data[0], data[1]]) as usize % 4000;
     let seq = u16::from_be_bytes([data[2], data[3]]);
     // The rest: NAL units, each a 16-bit length and that many bytes.
     let mut rest = &data[4..];

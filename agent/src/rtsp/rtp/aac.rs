@@ -11,10 +11,13 @@ use super::{RtpTrack, HEADER_LEN};
 const AU_HEADER_SECTION: usize = 4;
 /// The largest AU a 13-bit size field can describe.
 const MAX_AU: usize = (1 << 13) - 1;
+/// The smallest packet that carries a byte of an AU.
+pub const MIN_PACKET: usize = HEADER_LEN + AU_HEADER_SECTION + 1;
 
 /// Appends the packets carrying `au` to `out`: one, or its fragments when
-/// it does not fit in `max_packet` bytes. Returns false, sending nothing,
-/// when the AU is larger than an AU header can describe (8191 bytes).
+/// it does not fit in `max_packet` bytes (raised to [`MIN_PACKET`], as the
+/// video packetizers raise theirs). Returns false, sending nothing, when
+/// the AU is larger than an AU header can describe (8191 bytes).
 pub fn packetize(
     au: &[u8],
     max_packet: usize,
@@ -22,8 +25,8 @@ pub fn packetize(
     track: &mut RtpTrack,
     out: &mut Vec<Bytes>,
 ) -> bool {
-    let room = max_packet.saturating_sub(HEADER_LEN + AU_HEADER_SECTION);
-    if au.len() > MAX_AU || room == 0 {
+    let room = max_packet.max(MIN_PACKET) - HEADER_LEN - AU_HEADER_SECTION;
+    if au.len() > MAX_AU {
         return false;
     }
     let count = au.len().div_ceil(room).max(1);
@@ -92,6 +95,22 @@ mod tests {
             joined.extend_from_slice(&payload[4..]);
         }
         assert_eq!(joined, au);
+    }
+
+    /// Found by the rtp_packetizer fuzz target: a packet size below the
+    /// AU header's room refused a 13-byte AU instead of fragmenting it.
+    #[test]
+    fn a_packet_size_below_the_minimum_is_raised_to_it() {
+        let mut t = RtpTrack {
+            payload_type: 97,
+            ssrc: 1,
+            next_seq: 0,
+        };
+        let au = [7u8; 13];
+        let mut out = Vec::new();
+        assert!(packetize(&au, 15, 0, &mut t, &mut out));
+        assert_eq!(out.len(), 13);
+        assert!(out.iter().all(|p| p.len() == MIN_PACKET));
     }
 
     #[test]
