@@ -121,11 +121,22 @@ fn frame_from(buf: &[u8], scanned: &mut usize) -> Framed {
             if request.version() != Version::V1_0 {
                 return error(StatusCode::RTSPVersionNotSupported, Some(total));
             }
+            if !request.request_uri().is_none_or(is_rtsp_url) {
+                return error(StatusCode::BadRequest, Some(total));
+            }
             trim_joined_headers(&mut request);
             Framed::Request(Box::new(request), total)
         }
         _ => error(StatusCode::BadRequest, Some(total)),
     }
+}
+
+/// True for an `rtsp:`, `rtsps:` or `rtspu:` URL. Other schemes name
+/// nothing here, and the `url` crate does not read all of them back the
+/// same once written: `file://h//c:/cam` keeps its host, but written as
+/// `file://h/c:/cam` the drive letter drops it (a fuzz finding).
+fn is_rtsp_url(url: &rtsp_types::Url) -> bool {
+    matches!(url.scheme(), "rtsp" | "rtsps" | "rtspu")
 }
 
 /// True when a CR or LF in `head` is not part of a CRLF. rtsp-types takes
@@ -370,6 +381,32 @@ mod tests {
         let (again, n) = request(frame(&written));
         assert_eq!(n, written.len());
         assert_eq!(again, r);
+    }
+
+    #[test]
+    fn a_request_url_that_is_not_rtsp_is_refused() {
+        // The fuzz finding: this `file:` URL has host "h"; written back as
+        // `file://h/c:/cam` it reads with no host, another request.
+        for bad in [
+            &b"OPTIONS file://h//c:/cam RTSP/1.0\r\nCSeq: 4\r\n\r\n"[..],
+            b"OPTIONS http://h/cam RTSP/1.0\r\nCSeq: 4\r\n\r\n",
+        ] {
+            match frame(bad) {
+                Framed::Error {
+                    status: StatusCode::BadRequest,
+                    cseq,
+                    consumed: Some(n),
+                } => assert_eq!((cseq.as_deref(), n), (Some("4"), bad.len())),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(bad)),
+            }
+        }
+        for good in [
+            &b"OPTIONS rtsps://h/cam RTSP/1.0\r\nCSeq: 4\r\n\r\n"[..],
+            b"OPTIONS RTSP://h/cam RTSP/1.0\r\nCSeq: 4\r\n\r\n",
+            b"OPTIONS * RTSP/1.0\r\nCSeq: 4\r\n\r\n",
+        ] {
+            request(frame(good));
+        }
     }
 
     #[test]
