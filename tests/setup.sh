@@ -16,7 +16,8 @@
 # guest. The device back-ends: libclang (v4l2r's bindgen), ALSA's headers
 # and pkg-config (alsa-sys), and for the aarch64 build libasound2-dev:arm64
 # (cross/multiarch.sh); alsa-utils' aplay plays the tone into the VM's
-# loopback sound card. Skips what is there already.
+# loopback sound card. mold links the test binaries (tests/run.sh). Skips
+# what is there already.
 set -euo pipefail
 
 need=()
@@ -45,6 +46,7 @@ command -v make >/dev/null || need+=(make)
 [ -e /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v aplay >/dev/null || need+=(alsa-utils)
+command -v mold >/dev/null || need+=(mold)
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -120,6 +120,46 @@ fn hevc_is_pulled_too() {
         .starts_with("H265 320x240"));
 }
 
+/// retina (B's pull source) takes A's RFC 2435 packets back into whole
+/// JPEG pictures; B sends them on, and ffmpeg decodes them.
+#[test]
+fn mjpeg_is_pulled_too() {
+    let a = Agent::start(
+        "[[stream]]\nname = \"mj\"\nsource = { kind = \"test\", format = \"mjpeg\", encoder = \"copy\", width = 320, height = 240, fps = 15 }\n",
+    );
+    a.wait_ready(1);
+    let b = Agent::start(&pull("copy", &a.rtsp_url("mj")));
+    b.wait_ready(1);
+    assert!(b.stream_state("copy")["tracks"]
+        .as_str()
+        .unwrap()
+        .starts_with("MJPEG 320x240"));
+    let (ok, out, err) = streamswitch_tests::run_with_timeout(
+        std::process::Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-xerror",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &b.rtsp_url("copy"),
+            "-frames:v",
+            "15",
+            "-f",
+            "framemd5",
+            "-",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg: {err}");
+    let pictures: Vec<&str> = out.lines().filter(|l| l.starts_with("0,")).collect();
+    assert_eq!(pictures.len(), 15, "{out}{err}");
+    assert!(
+        pictures.iter().all(|l| l.contains(" 115200,")),
+        "320x240 4:2:0 pictures: {out}"
+    );
+}
+
 #[test]
 fn a_camera_that_goes_away_and_comes_back_is_pulled_again_under_its_viewers() {
     let mut a = Agent::start(&test_stream("cam", 320, 240, 15));

@@ -1,7 +1,8 @@
 //! Real capture against the kernel's own drivers, in a VM (tests/vm.rs):
 //! vivid (a camera giving raw YUYV), snd-aloop (a tone played into the
 //! loopback's playback side is the microphone), v4l2loopback (MJPEG and
-//! H.264 cameras fed by `v4l2-feed`). One boot for the whole group: the
+//! H.264 cameras fed by `v4l2-feed`; one MJPEG camera decoded and encoded
+//! to H.264, one served as MJPEG with `encoder = "copy"`). One boot for the whole group: the
 //! agent runs inside, the host reads it over forwarded ports with
 //! ffprobe/ffmpeg and the HTTP API.
 
@@ -55,6 +56,12 @@ fn coded_frames(dir: &Path, codec: &str) -> PathBuf {
             "30",
             "-q:v",
             "5",
+            // What a webcam sends, and what RFC 2435 carries: 4:2:0
+            // with the standard Huffman tables.
+            "-pix_fmt",
+            "yuvj420p",
+            "-huffman",
+            "default",
             pattern.to_str().unwrap(),
         ]);
         (1..=30)
@@ -171,6 +178,10 @@ name = "mjpeg"
 source = {{ kind = "v4l2", device = "/dev/video10", width = {lw}, height = {lh}, fps = {lfps}, bitrate_kbps = 300 }}
 
 [[stream]]
+name = "mjcopy"
+source = {{ kind = "v4l2", device = "/dev/video12", width = {lw}, height = {lh}, fps = {lfps}, format = "mjpeg", encoder = "copy" }}
+
+[[stream]]
 name = "h264"
 source = {{ kind = "v4l2", device = "/dev/video11", width = {lw}, height = {lh}, fps = {lfps}, format = "h264" }}
 "#
@@ -199,7 +210,7 @@ fn boot() -> Group {
             .module("snd-aloop", "index=1 id=Loopback")
             .out_of_tree_module(
                 v4l2loopback(),
-                "devices=2 video_nr=10,11 exclusive_caps=1,1 card_label=mjpeg,h264",
+                "devices=3 video_nr=10,11,12 exclusive_caps=1,1,1 card_label=mjpeg,h264,mjcopy",
             )
             .file(streamswitch_tests::agent_bin(), "/bin/streamswitch")
             .file(env!("CARGO_BIN_EXE_v4l2-feed"), "/bin/v4l2-feed")
@@ -273,8 +284,9 @@ impl Group {
         );
     }
 
-    /// Decoded video frames of `seconds` from the stream, and the rate.
-    fn count_frames(&self, stream: &str, seconds: u32) -> (u64, f64) {
+    /// Decoded video frames of `seconds` from the stream, the rate, and
+    /// ffprobe's view of the video stream.
+    fn count_frames(&self, stream: &str, seconds: u32) -> (u64, f64, Value) {
         let v = ffprobe(
             &[
                 "-rtsp_transport",
@@ -290,9 +302,9 @@ impl Group {
             &self.url(stream),
         )
         .unwrap();
-        let s = &v["streams"][0];
+        let s = v["streams"][0].clone();
         let n: u64 = s["nb_read_frames"].as_str().unwrap_or("0").parse().unwrap();
-        (n, n as f64 / f64::from(seconds))
+        (n, n as f64 / f64::from(seconds), s)
     }
 }
 
@@ -345,6 +357,14 @@ fn cameras_and_a_microphone_on_real_drivers() {
     .unwrap();
     g.vm.spawn(
         &format!(
+            "v4l2-feed feed /dev/video12 MJPG {} {} {} /mjpeg.frames",
+            LOOP.0, LOOP.1, LOOP.2
+        ),
+        "/tmp/feed-mjcopy.log",
+    )
+    .unwrap();
+    g.vm.spawn(
+        &format!(
             "v4l2-feed feed /dev/video11 H264 {} {} {} /h264.frames",
             LOOP.0, LOOP.1, LOOP.2
         ),
@@ -362,12 +382,12 @@ fn cameras_and_a_microphone_on_real_drivers() {
             "/tmp/agent.log",
         )
         .unwrap();
-    for s in ["cam", "mjpeg", "h264"] {
+    for s in ["cam", "mjpeg", "mjcopy", "h264"] {
         g.wait_live(s, Duration::from_secs(60));
     }
 
     // --- vivid → agent → RTSP → ffprobe: the size asked, the full rate.
-    let (n, fps) = g.count_frames("cam", 6);
+    let (n, fps, _) = g.count_frames("cam", 6);
     let dropped = String::from_utf8_lossy(&g.get("/metrics"))
         .lines()
         .find(|l| l.starts_with("streamswitch_capture_dropped_frames_total{stream=\"cam\"}"))
@@ -405,11 +425,17 @@ fn cameras_and_a_microphone_on_real_drivers() {
         "{probed:#}"
     );
 
-    // --- MJPEG decoded and encoded; H.264 passed through; both at the feed's rate.
-    for s in ["mjpeg", "h264"] {
-        let (n, fps) = g.count_frames(s, 4);
+    // --- MJPEG decoded and encoded; MJPEG as it is (RFC 2435); H.264
+    // passed through; all at the feed's rate and size.
+    for (s, codec) in [("mjpeg", "h264"), ("mjcopy", "mjpeg"), ("h264", "h264")] {
+        let (n, fps, probed) = g.count_frames(s, 4);
         eprintln!("{s}: {n} frames in 4 s: {fps:.1} fps");
         assert!(fps >= f64::from(LOOP.2) * 0.8, "{s} at {fps:.1} fps");
+        assert_eq!(
+            (&probed["codec_name"], &probed["width"], &probed["height"]),
+            (&codec.into(), &LOOP.0.into(), &LOOP.1.into()),
+            "{s}"
+        );
     }
 
     // --- the tone comes out as AAC over RTSP at its frequency.
@@ -466,7 +492,7 @@ fn cameras_and_a_microphone_on_real_drivers() {
         back < Duration::from_secs(2) + Duration::from_millis(500),
         "resumed after {back:?}"
     );
-    let (n, _) = g.count_frames("cam", 2);
+    let (n, _, _) = g.count_frames("cam", 2);
     assert!(n > 0, "no frames after the camera came back");
     assert_eq!(
         g.sh(&format!("kill -0 {agent} && echo alive")).trim(),

@@ -57,6 +57,7 @@ impl SourceKind {
                 "audio",
                 "keyframe_seconds",
                 "format",
+                "encoder",
             ],
             SourceKind::Exec => &["command", "format", "fps", "stall_seconds", "env"],
             SourceKind::Rtsp => &["url", "transport", "username", "password", "stall_seconds"],
@@ -159,6 +160,7 @@ impl TryFrom<SourceSpec> for SourceConfig {
                 audio: s.audio.unwrap_or(true),
                 keyframe_seconds: s.keyframe_seconds.unwrap_or(1.0),
                 format: parse_format(s.format.as_deref(), TestFormat::Yu12, &mut refused),
+                encoder: s.encoder.unwrap_or(EncoderChoice::Auto),
                 refused,
             })),
             SourceKind::Exec => Ok(SourceConfig::Exec(ExecSourceConfig {
@@ -296,6 +298,9 @@ pub struct TestSourceConfig {
     pub keyframe_seconds: f64,
     /// The pictures the pattern camera delivers.
     pub format: TestFormat,
+    /// `auto` (openh264) or `copy` (MJPEG pictures served as they are).
+    #[serde(skip_serializing_if = "EncoderChoice::is_auto")]
+    pub encoder: EncoderChoice,
     /// A problem found while reading the table (a key of another kind),
     /// reported by `validate`, where its line can be found.
     #[serde(skip)]
@@ -454,7 +459,18 @@ impl TestSourceConfig {
             self.fps,
             self.bitrate_kbps,
             self.keyframe_seconds,
-        )
+        )?;
+        match self.encoder {
+            EncoderChoice::V4l2m2m => Err((
+                "encoder".into(),
+                "the test source encodes with openh264 (\"auto\") or sends MJPEG as it is (\"copy\")".into(),
+            )),
+            EncoderChoice::Copy if self.format != TestFormat::Mjpeg => Err((
+                "encoder".into(),
+                "\"copy\" sends the pictures as they are coded: it needs format = \"mjpeg\"".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -511,7 +527,7 @@ impl Serialize for CaptureFormat {
     }
 }
 
-/// Which H.264 encoder turns a camera's pictures into a stream.
+/// Which H.264 encoder turns a camera's pictures into a stream, or none.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EncoderChoice {
@@ -519,6 +535,16 @@ pub enum EncoderChoice {
     Auto,
     V4l2m2m,
     Openh264,
+    /// No encoder: the camera's coded pictures (H.264 or MJPEG) are served
+    /// as they come. MJPEG then goes out over RTSP (RFC 2435) and into
+    /// recordings, not over HLS or RTMP.
+    Copy,
+}
+
+impl EncoderChoice {
+    fn is_auto(&self) -> bool {
+        *self == EncoderChoice::Auto
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -555,6 +581,14 @@ impl V4l2SourceConfig {
             self.bitrate_kbps,
             self.keyframe_seconds,
         )?;
+        if self.encoder == EncoderChoice::Copy
+            && !matches!(self.format.0, Some(PixelFormat::Mjpeg | PixelFormat::H264))
+        {
+            return Err((
+                "encoder".into(),
+                "\"copy\" sends the camera's coded pictures as they are: it needs format = \"mjpeg\" or \"h264\"".into(),
+            ));
+        }
         for (name, value) in &self.controls {
             if name.is_empty() || i32::try_from(*value).is_err() {
                 return Err((

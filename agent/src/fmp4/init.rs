@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use mp4_atom::{
     Audio, Avc1, Avcc, AvccExt, Codec, Dinf, Dref, Encode, Esds, Free, Ftyp, Hdlr, Hvc1, HvcCArray,
-    Hvcc, Mdhd, Mdia, Mehd, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex,
-    Url, Visual, Vmhd,
+    Hvcc, Jpeg, Mdhd, Mdia, Mehd, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak,
+    Trex, Url, Visual, Vmhd,
 };
 
 use super::{Error, Result, MOVIE_TIMESCALE};
@@ -213,6 +213,19 @@ fn trak(track_id: u32, track: &TrackInfo) -> Trak {
                     fiel: None,
                     ccst: None,
                     spatial: None,
+                }
+                .into(),
+            ),
+            // QuickTime's 'jpeg' sample entry, which ffmpeg and VLC read
+            // as MJPEG: each sample is a whole JPEG picture.
+            TrackParams::Jpeg(p) => (
+                video_tkhd(track_id, p.width, p.height),
+                b"vide",
+                "VideoHandler",
+                (Some(Vmhd::default()), None),
+                Jpeg {
+                    visual: visual(p.width, p.height),
+                    ..Default::default()
                 }
                 .into(),
             ),

@@ -43,6 +43,14 @@ async fn serve(
     let Some(resource) = names::parse(&file) else {
         return not_found();
     };
+    if let Some(why) = hls.refusal(&stream) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(header::CACHE_CONTROL, "no-cache")],
+            why,
+        )
+            .into_response();
+    }
     let muxer = match resource {
         Resource::Playlist | Resource::Multivariant => hls.start(&stream, client.ip()),
         _ => hls.running(&stream, client.ip()),

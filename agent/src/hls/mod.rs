@@ -29,6 +29,16 @@ pub use muxer::Muxer;
 
 use crate::config::HlsConfig;
 use crate::hub::{Hub, Output, Streams};
+use crate::media::{StreamInfo, TrackParams};
+
+/// Why HLS cannot carry a stream of `info`, when it cannot: HLS players
+/// take H.264/H.265 and AAC, not MJPEG.
+pub fn unsupported(info: &StreamInfo) -> Option<&'static str> {
+    info.tracks
+        .iter()
+        .any(|t| matches!(t.params, TrackParams::Jpeg(_)))
+        .then_some("the stream is MJPEG, which HLS does not carry: watch it over RTSP, or have the camera encoded to H.264 (encoder = \"auto\")")
+}
 
 /// The first MSN of a muxer is the wall clock in these units, or the
 /// stream's last MSN if higher. Segments last longer than this, so MSNs
@@ -151,6 +161,12 @@ impl Hls {
         tracing::info!(stream, "hls muxer started");
         tokio::spawn(muxer::run(self.clone(), hub, muxer.clone()));
         Some(muxer)
+    }
+
+    /// Why HLS cannot carry `stream` as it is now, if it cannot.
+    pub fn refusal(&self, stream: &str) -> Option<&'static str> {
+        let info = self.streams.get(stream)?.info()?;
+        unsupported(&info)
     }
 
     /// The muxer of `stream` if it is running; counts as a request of

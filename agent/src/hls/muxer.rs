@@ -148,6 +148,9 @@ async fn serve(hls: &Hls, hub: &Arc<Hub>, muxer: &Arc<Muxer>) -> Result<Stop> {
                     if current.as_ref().is_some_and(|c| c.info == info) {
                         continue;
                     }
+                    if let Some(why) = super::unsupported(&info) {
+                        anyhow::bail!(why);
+                    }
                     if let Some(mut old) = current.take() {
                         old.segmenter.finish(&mut events)?;
                         flush(muxer, &mut events, old.segmenter.timescale());

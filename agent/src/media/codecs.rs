@@ -43,6 +43,9 @@ pub fn codecs(info: &StreamInfo) -> String {
                 let object_type = p.config.first().map_or(2, |b| b >> 3);
                 format!("mp4a.40.{object_type}")
             }
+            // The sample entry's name: MJPEG has no RFC 6381 string, and
+            // no browser or HLS client plays it.
+            TrackParams::Jpeg(_) => "jpeg".to_owned(),
         })
         .collect::<Vec<_>>()
         .join(",")
@@ -53,6 +56,7 @@ pub fn resolution(info: &StreamInfo) -> Option<(u32, u32)> {
     info.tracks.iter().find_map(|t| match &t.params {
         TrackParams::H264(p) => Some((p.width, p.height)),
         TrackParams::H265(p) => Some((p.width, p.height)),
+        TrackParams::Jpeg(p) => Some((p.width, p.height)),
         TrackParams::Aac(_) => None,
     })
 }

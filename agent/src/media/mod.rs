@@ -8,6 +8,7 @@ pub mod annexb;
 pub mod codecs;
 pub mod h264;
 pub mod h265;
+pub mod jpeg;
 pub mod mpegts;
 
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// One access unit: a whole H.264 picture (length-prefixed NAL units, as in
-/// MP4) or one raw AAC frame.
+/// One access unit: a whole H.264 or H.265 picture (length-prefixed NAL
+/// units, as in MP4), a whole JPEG picture, or one raw AAC frame.
 #[derive(Clone, Debug)]
 pub struct Frame {
     /// Index into [`StreamInfo::tracks`].
@@ -51,6 +52,8 @@ pub enum TrackParams {
     H264(h264::H264Params),
     H265(h265::H265Params),
     Aac(aac::AacParams),
+    /// MJPEG: every picture a whole JPEG, each one a keyframe.
+    Jpeg(jpeg::JpegParams),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +65,10 @@ pub struct TrackInfo {
 
 impl TrackInfo {
     pub fn is_video(&self) -> bool {
-        matches!(self.params, TrackParams::H264(_) | TrackParams::H265(_))
+        matches!(
+            self.params,
+            TrackParams::H264(_) | TrackParams::H265(_) | TrackParams::Jpeg(_)
+        )
     }
 }
 
@@ -88,6 +94,7 @@ impl StreamInfo {
                 TrackParams::H264(p) => format!("H264 {}x{}", p.width, p.height),
                 TrackParams::H265(p) => format!("H265 {}x{}", p.width, p.height),
                 TrackParams::Aac(p) => format!("AAC {} Hz {} ch", p.sample_rate, p.channels),
+                TrackParams::Jpeg(p) => format!("MJPEG {}x{}", p.width, p.height),
             })
             .collect();
         parts.join(", ")

@@ -1,17 +1,22 @@
 //! The session description (RFC 4566) a DESCRIBE returns: one media
 //! section per track, H.264 as RFC 6184 says, H.265 as RFC 7798 says, AAC
-//! as RFC 3640 says.
+//! as RFC 3640 says, MJPEG as RFC 2435 says.
 
 use std::fmt::Write;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use super::rtp;
 use crate::media::{StreamInfo, TrackParams};
 
-/// The RTP payload type of track `index`: dynamic types from 96.
-pub fn payload_type(index: usize) -> u8 {
-    96 + (index as u8 & 0x1f)
+/// The RTP payload type of track `index`: JPEG's static type 26 (the one
+/// every MJPEG client knows), otherwise dynamic types from 96.
+pub fn payload_type(index: usize, params: &TrackParams) -> u8 {
+    match params {
+        TrackParams::Jpeg(_) => rtp::jpeg::PAYLOAD_TYPE,
+        _ => 96 + (index as u8 & 0x1f),
+    }
 }
 
 /// The `a=control` value of track `index`, relative to the Content-Base.
@@ -30,7 +35,7 @@ pub fn describe(info: &StreamInfo, name: &str, session_id: u64, ip: &str) -> Str
         if family == "IP4" { "0.0.0.0" } else { "::" }
     );
     for (i, track) in info.tracks.iter().enumerate() {
-        let pt = payload_type(i);
+        let pt = payload_type(i, &track.params);
         match &track.params {
             TrackParams::H264(p) => {
                 let _ = write!(
@@ -81,6 +86,13 @@ pub fn describe(info: &StreamInfo, name: &str, session_id: u64, ip: &str) -> Str
                     track.clock_rate, p.channels
                 );
             }
+            TrackParams::Jpeg(p) => {
+                let _ = write!(
+                    s,
+                    "m=video 0 RTP/AVP {pt}\r\na=rtpmap:{pt} JPEG/{}\r\na=framesize:{pt} {}-{}\r\n",
+                    track.clock_rate, p.width, p.height
+                );
+            }
         }
         let _ = write!(s, "a=control:{}\r\n", track_control(i));
     }
@@ -111,5 +123,20 @@ mod tests {
         assert!(lines.contains(&"a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1188"));
         assert!(lines.contains(&"a=control:trackID=1"));
         assert!(sdp.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn mjpeg_takes_the_static_payload_type() {
+        let mut info = crate::media::test_stream_info();
+        info.tracks[0].params = TrackParams::Jpeg(crate::media::jpeg::JpegParams {
+            width: 640,
+            height: 480,
+        });
+        let sdp = describe(&info, "cam", 42, "127.0.0.1");
+        let lines: Vec<&str> = sdp.split("\r\n").collect();
+        assert!(lines.contains(&"m=video 0 RTP/AVP 26"));
+        assert!(lines.contains(&"a=rtpmap:26 JPEG/90000"));
+        assert!(lines.contains(&"a=framesize:26 640-480"));
+        assert!(lines.contains(&"m=audio 0 RTP/AVP 97"));
     }
 }

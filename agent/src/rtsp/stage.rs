@@ -142,9 +142,10 @@ async fn packetize_items(shared: &StageShared, mut items: Subscription, max_pack
     let mut tracks: Vec<RtpTrack> = shared
         .tracks
         .iter()
+        .zip(&shared.info.tracks)
         .enumerate()
-        .map(|(i, t)| RtpTrack {
-            payload_type: sdp::payload_type(i),
+        .map(|(i, (t, info))| RtpTrack {
+            payload_type: sdp::payload_type(i, &info.params),
             ssrc: t.ssrc,
             next_seq: rand::random(),
         })

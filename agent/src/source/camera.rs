@@ -83,8 +83,10 @@ mod devices {
         })
         .context("camera")?;
         let format = capture.format();
+        // H.264 is passed through; `copy` passes MJPEG through too.
         let encoder: Option<Box<dyn streamswitch_hal::VideoEncoder>> = if format.pixel
             == PixelFormat::H264
+            || config.encoder == crate::config::EncoderChoice::Copy
         {
             None
         } else {
@@ -122,7 +124,7 @@ mod devices {
 
         let hardware =
             match config.encoder {
-                EncoderChoice::Openh264 => None,
+                EncoderChoice::Openh264 | EncoderChoice::Copy => None,
                 EncoderChoice::V4l2m2m => Some(find_h264_encoder().context(
                     "encoder = \"v4l2m2m\": no V4L2 mem2mem H.264 encoder on this board",
                 )?),

@@ -27,6 +27,7 @@ use crate::config::{PullTransport, RtspSourceConfig};
 use crate::media::aac::AacParams;
 use crate::media::h264::H264Params;
 use crate::media::h265::{self, H265Params};
+use crate::media::jpeg::JpegParams;
 use crate::media::{ticks_since, Frame, TrackInfo, TrackParams};
 
 pub struct PullSource {
@@ -125,6 +126,8 @@ fn video_params(p: Option<ParametersRef<'_>>) -> Option<TrackParams> {
             width,
             height,
         }),
+        // retina rebuilds whole JPEG pictures (RFC 2435 appendix B).
+        VideoParametersCodec::Jpeg => TrackParams::Jpeg(JpegParams { width, height }),
         _ => return None,
     })
 }

@@ -2,7 +2,8 @@
 //! microphone of hal, through the capture pipeline a real camera uses
 //! (openh264 and FDK AAC). With `format = "yuyv"` or `"mjpeg"` the pattern
 //! comes as a raw or MJPEG camera delivers it, so that the pipeline's
-//! conversion and decoding run (tests, `bench-capture`).
+//! conversion and decoding run (tests, `bench-capture`); with
+//! `encoder = "copy"` too, the MJPEG pictures are served as they are.
 //!
 //! Test hook: when `STREAMSWITCH_TEST_SOURCE_FAIL_FILE` names a file that
 //! exists, the source fails (at start and within a second while running),
@@ -16,12 +17,12 @@ use anyhow::{bail, Result};
 use streamswitch_hal::fake::{LoopCamera, PatternCamera, ToneMicrophone};
 use streamswitch_hal::{
     AacEncoder, AacEncoderConfig, H264Encoder, H264EncoderConfig, Monotonic, PixelFormat,
-    VideoCapture,
+    VideoCapture, VideoEncoder,
 };
 
 use super::capture::{self, AudioInput, VideoInput};
 use super::{Sink, Source, SourceFuture};
-use crate::config::{TestFormat, TestSourceConfig};
+use crate::config::{EncoderChoice, TestFormat, TestSourceConfig};
 
 pub const AUDIO_RATE: u32 = 48_000;
 const TONE_HZ: f32 = 1000.0;
@@ -78,13 +79,16 @@ fn check_hook(hook: Option<&PathBuf>) -> Result<()> {
 fn open(config: &TestSourceConfig) -> Result<(VideoInput, Option<AudioInput>)> {
     let clock = Arc::new(Monotonic);
     let keyframe_interval = ((config.fps as f64 * config.keyframe_seconds).round() as u32).max(1);
-    let encoder = H264Encoder::new(H264EncoderConfig {
-        width: config.width,
-        height: config.height,
-        fps: config.fps,
-        bitrate_bps: config.bitrate_kbps * 1000,
-        keyframe_interval,
-    })?;
+    let encoder: Option<Box<dyn VideoEncoder>> = match config.encoder {
+        EncoderChoice::Copy => None,
+        _ => Some(Box::new(H264Encoder::new(H264EncoderConfig {
+            width: config.width,
+            height: config.height,
+            fps: config.fps,
+            bitrate_bps: config.bitrate_kbps * 1000,
+            keyframe_interval,
+        })?)),
+    };
     let (width, height, fps) = (config.width, config.height, config.fps);
     let capture: Box<dyn VideoCapture> = match config.format {
         TestFormat::Yu12 => Box::new(PatternCamera::new(width, height, fps, clock.clone())),
@@ -103,10 +107,7 @@ fn open(config: &TestSourceConfig) -> Result<(VideoInput, Option<AudioInput>)> {
             clock.clone(),
         )?),
     };
-    let video = VideoInput {
-        capture,
-        encoder: Some(Box::new(encoder)),
-    };
+    let video = VideoInput { capture, encoder };
     let audio = if config.audio {
         Some(AudioInput {
             capture: Box::new(ToneMicrophone::new(AUDIO_RATE, 1, TONE_HZ, clock)),

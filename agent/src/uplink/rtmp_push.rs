@@ -59,6 +59,13 @@ pub fn check(info: &SharedStreamInfo) -> Result<()> {
     {
         bail!("H.265 over RTMP needs Enhanced RTMP, which this agent does not send; push H.265 over RTSP");
     }
+    if info
+        .tracks
+        .iter()
+        .any(|t| matches!(t.params, TrackParams::Jpeg(_)))
+    {
+        bail!("RTMP (FLV) cannot carry MJPEG; push it over RTSP, or encode the camera to H.264 (encoder = \"auto\")");
+    }
     Ok(())
 }
 
@@ -171,7 +178,7 @@ impl RtmpPublisher {
                     self.session
                         .publish_audio_data(flv::aac_sequence_header(&p.config), ts, false)
                 }
-                TrackParams::H265(_) => continue,
+                TrackParams::H265(_) | TrackParams::Jpeg(_) => continue,
             };
             results.push(r.map_err(|e| anyhow!("rtmp: {e:?}"))?);
         }
@@ -205,7 +212,7 @@ impl RtmpPublisher {
                 self.session
                     .publish_audio_data(flv::aac_raw(&frame.data), ts, false)
             }
-            TrackParams::H265(_) => return Ok(0),
+            TrackParams::H265(_) | TrackParams::Jpeg(_) => return Ok(0),
         };
         let r = r.map_err(|e| anyhow!("rtmp: {e:?}"))?;
         self.write_results(vec![r]).await

@@ -80,9 +80,9 @@ impl RtspPublisher {
             session: String::new(),
             cseq: 0,
             auth: None,
-            tracks: (0..info.tracks.len())
-                .map(|i| RtpTrack {
-                    payload_type: sdp::payload_type(i),
+            tracks: (info.tracks.iter().enumerate())
+                .map(|(i, t)| RtpTrack {
+                    payload_type: sdp::payload_type(i, &t.params),
                     ssrc: rand::random(),
                     next_seq: rand::random(),
                 })

@@ -4,6 +4,7 @@
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod jpeg;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -87,6 +88,11 @@ pub fn packetize(
         TrackParams::Aac(_) => {
             if !aac::packetize(&frame.data, max_packet, timestamp, track, out) {
                 tracing::debug!(len = frame.data.len(), "AAC frame larger than 8191 bytes");
+            }
+        }
+        TrackParams::Jpeg(_) => {
+            if let Err(e) = jpeg::packetize(&frame.data, max_packet, timestamp, track, out) {
+                tracing::debug!(len = frame.data.len(), "MJPEG picture not sent: {e}");
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The camera's loop: pictures to H.264 access units on the hub. It
+//! The camera's loop: pictures to H.264 access units (or, with
+//! `encoder = "copy"`, the camera's MJPEG as it is) on the hub. It
 //! announces the tracks once the first parameter sets are known (and again
 //! when they change), then starts the microphone's loop beside it.
 
@@ -17,6 +18,7 @@ use super::timeline::Timeline;
 use super::{audio, AudioInput, VideoInput};
 use crate::media::annexb::AnnexBSplitter;
 use crate::media::h264::{self, H264Params};
+use crate::media::jpeg::{self, JpegParams};
 use crate::media::{Frame, TrackInfo, TrackParams};
 use crate::source::Sink;
 
@@ -72,36 +74,47 @@ pub fn run(
             }
             last_sequence = Some(frame.sequence);
             let pts = timeline.ticks(frame.timestamp, VIDEO_RATE);
-            let nals: Vec<Bytes> = match input.encoder.as_mut() {
-                None => split_annexb(frame.data),
-                Some(encoder) => {
-                    if let Err(e) = to_i420(&format, frame.data, &mut i420) {
-                        bad += 1;
-                        if bad >= MAX_BAD_PICTURES {
-                            return Err(anyhow!("{bad} pictures in a row did not convert: {e}"));
-                        }
-                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            warn!(stream = sink.stream(), "picture skipped: {e}");
-                            last_warning = Some(Instant::now());
-                        }
-                        continue;
+            let coded = match input.encoder.as_mut() {
+                None => passthrough(&format, frame.data),
+                Some(encoder) => match to_i420(&format, frame.data, &mut i420) {
+                    Ok(()) => {
+                        let picture = encoder
+                            .encode(&I420Image {
+                                width: format.width & !1,
+                                height: format.height & !1,
+                                data: &i420,
+                            })
+                            .context("H.264 encoder")?;
+                        Ok(h264_picture(
+                            picture.nals.into_iter().map(Bytes::from).collect(),
+                            &format,
+                        ))
                     }
-                    let picture = encoder
-                        .encode(&I420Image {
-                            width: format.width & !1,
-                            height: format.height & !1,
-                            data: &i420,
-                        })
-                        .context("H.264 encoder")?;
-                    picture.nals.into_iter().map(Bytes::from).collect()
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            let picture = match coded {
+                Ok(p) => p,
+                Err(e) => {
+                    bad += 1;
+                    if bad >= MAX_BAD_PICTURES {
+                        return Err(anyhow!("{bad} pictures in a row were unusable: {e}"));
+                    }
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!(stream = sink.stream(), "picture skipped: {e}");
+                        last_warning = Some(Instant::now());
+                    }
+                    continue;
                 }
             };
             bad = 0;
-            if nals.is_empty() {
+            let Some(picture) = picture else {
                 continue;
-            }
-            if params.observe(&nals, &format) {
-                sink.params(params.tracks());
+            };
+            if let Some(track) = picture.track {
+                if params.update(track) {
+                    sink.params(params.tracks());
+                }
             }
             if !params.announced() {
                 continue;
@@ -117,15 +130,12 @@ pub fn run(
                     );
                 }
             }
-            let key = nals
-                .iter()
-                .any(|n| n.first().map(|b| b & 0x1f) == Some(h264::NAL_IDR));
             sink.frame(Frame {
                 track: 0,
                 pts,
                 dts: pts,
-                key,
-                data: h264::length_prefixed(nals.iter().map(|n| &n[..])),
+                key: picture.key,
+                data: picture.data,
             });
         }
         Ok(())
@@ -172,34 +182,80 @@ impl Params {
             .collect()
     }
 
-    /// Takes the SPS and PPS of a picture that carries both; true when
-    /// they describe something new.
-    fn observe(&mut self, nals: &[Bytes], format: &VideoFormat) -> bool {
-        let find = |kind| {
-            nals.iter()
-                .find(|n| n.first().map(|b| b & 0x1f) == Some(kind))
-        };
-        let (Some(sps), Some(pps)) = (find(h264::NAL_SPS), find(h264::NAL_PPS)) else {
-            return false;
-        };
-        // The size the stream announces is the one its SPS describes.
-        let (width, height) = h264::sps_size(sps).unwrap_or((format.width, format.height));
-        let track = TrackInfo {
-            params: TrackParams::H264(H264Params {
-                sps: sps.clone(),
-                pps: pps.clone(),
-                width,
-                height,
-            }),
-            clock_rate: VIDEO_RATE,
-        };
+    /// Takes the track a picture describes; true when it is new.
+    fn update(&mut self, track: TrackInfo) -> bool {
         if self.video.as_ref() == Some(&track) {
             return false;
-        }
-        if format.pixel == PixelFormat::H264 && self.video.is_none() {
-            debug!("camera's own H.264: {width}x{height}");
         }
         self.video = Some(track);
         true
     }
+}
+
+/// One picture, coded, as it goes onto the hub.
+struct Picture {
+    /// The video track as this picture describes it (H.264: when it
+    /// carries SPS and PPS; MJPEG: always).
+    track: Option<TrackInfo>,
+    key: bool,
+    data: Bytes,
+}
+
+/// A camera's own coded picture as it is: H.264 (Annex B) or, with
+/// `encoder = "copy"`, MJPEG. `Ok(None)`: nothing in it; `Err`: a picture
+/// that cannot be sent (a torn frame, a JPEG that RTP cannot carry).
+fn passthrough(format: &VideoFormat, data: &[u8]) -> Result<Option<Picture>, String> {
+    match format.pixel {
+        PixelFormat::H264 => Ok(h264_picture(split_annexb(data), format)),
+        PixelFormat::Mjpeg => {
+            let picture = jpeg::parse(data).map_err(|e| e.to_string())?;
+            Ok(Some(Picture {
+                track: Some(TrackInfo {
+                    params: TrackParams::Jpeg(JpegParams {
+                        width: picture.width,
+                        height: picture.height,
+                    }),
+                    clock_rate: VIDEO_RATE,
+                }),
+                key: true,
+                data: Bytes::copy_from_slice(data),
+            }))
+        }
+        other => Err(format!("{other} pictures need an encoder")),
+    }
+}
+
+/// An H.264 access unit from its NAL units; the track when it carries SPS
+/// and PPS (its size the one the SPS describes).
+fn h264_picture(nals: Vec<Bytes>, format: &VideoFormat) -> Option<Picture> {
+    if nals.is_empty() {
+        return None;
+    }
+    let find = |kind| {
+        nals.iter()
+            .find(|n| n.first().map(|b| b & 0x1f) == Some(kind))
+    };
+    let track = match (find(h264::NAL_SPS), find(h264::NAL_PPS)) {
+        (Some(sps), Some(pps)) => {
+            let (width, height) = h264::sps_size(sps).unwrap_or((format.width, format.height));
+            Some(TrackInfo {
+                params: TrackParams::H264(H264Params {
+                    sps: sps.clone(),
+                    pps: pps.clone(),
+                    width,
+                    height,
+                }),
+                clock_rate: VIDEO_RATE,
+            })
+        }
+        _ => None,
+    };
+    let key = nals
+        .iter()
+        .any(|n| n.first().map(|b| b & 0x1f) == Some(h264::NAL_IDR));
+    Some(Picture {
+        track,
+        key,
+        data: h264::length_prefixed(nals.iter().map(|n| &n[..])),
+    })
 }
