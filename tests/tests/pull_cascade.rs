@@ -130,10 +130,13 @@ fn mjpeg_is_pulled_too() {
     a.wait_ready(1);
     let b = Agent::start(&pull("copy", &a.rtsp_url("mj")));
     b.wait_ready(1);
-    assert!(b.stream_state("copy")["tracks"]
-        .as_str()
-        .unwrap()
-        .starts_with("MJPEG 320x240"));
+    let state = b.stream_state("copy");
+    assert!(
+        state["tracks"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("MJPEG 320x240")),
+        "{state}"
+    );
     let (ok, out, err) = streamswitch_tests::run_with_timeout(
         std::process::Command::new("ffmpeg").args([
             "-v",

@@ -135,9 +135,23 @@ fn rtmp_push_to_nginx_is_read_back_as_h264_720p_and_aac() {
 
 #[test]
 fn rtsp_push_to_ffmpegs_listener_is_a_file_with_video_and_audio() {
+    push_to_ffmpegs_listener(&test_stream("cam", 320, 240, 15), "h264");
+}
+
+/// MJPEG (RFC 2435) goes up as it is.
+#[test]
+fn mjpeg_is_pushed_over_rtsp_too() {
+    push_to_ffmpegs_listener(MJPEG_STREAM, "mjpeg");
+}
+
+const MJPEG_STREAM: &str = "[[stream]]\nname = \"cam\"\nsource = { kind = \"test\", format = \"mjpeg\", encoder = \"copy\", width = 320, height = 240, fps = 15 }\n";
+
+/// Pushes `stream` to ffmpeg listening as an RTSP server; the file it
+/// writes holds `codec` at 320x240 and AAC.
+fn push_to_ffmpegs_listener(stream: &str, codec: &str) {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("pushed.mp4");
+    let out = dir.path().join("pushed.mkv");
     let listener = {
         let out = out.clone();
         std::thread::spawn(move || {
@@ -153,7 +167,7 @@ fn rtsp_push_to_ffmpegs_listener_is_a_file_with_video_and_audio() {
     };
     streamswitch_tests::wait_for_listener(port, Duration::from_secs(10));
     let agent = Agent::start(&with_uplinks(
-        &test_stream("cam", 320, 240, 15),
+        stream,
         &[format!("url = \"rtsp://127.0.0.1:{port}/live\"")],
     ));
     agent.wait_ready(1);
@@ -161,7 +175,7 @@ fn rtsp_push_to_ffmpegs_listener_is_a_file_with_video_and_audio() {
     assert!(ok, "ffmpeg's listener: {err}");
     let probed = ffprobe(&[], out.to_str().unwrap()).unwrap();
     let v = probed_stream(&probed, "video").expect("video in the pushed file");
-    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(v["codec_name"], codec);
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(320), Some(240))
@@ -345,7 +359,7 @@ fn a_receiver_that_dies_and_comes_back_is_pushed_to_again_within_the_cap() {
 }
 
 #[test]
-fn hevc_on_an_rtmp_uplink_is_refused_with_a_clear_error() {
+fn hevc_and_mjpeg_on_an_rtmp_uplink_are_refused_with_a_clear_error() {
     let nginx = Nginx::start();
     let x265 = "-c:v libx265 -preset ultrafast -tune zerolatency -x265-params keyint=25:log-level=error -pix_fmt yuv420p";
     let stream = streamswitch_tests::exec_stream_with("cam", "320x240", 25, x265, "mpegts");
@@ -363,6 +377,20 @@ fn hevc_on_an_rtmp_uplink_is_refused_with_a_clear_error() {
             .as_str()
             .unwrap_or("")
             .contains("H.265 over RTMP"),
+        "{u}"
+    );
+    // FLV has no MJPEG either.
+    let agent = Agent::start(&with_uplinks(
+        MJPEG_STREAM,
+        &[format!("url = \"rtmp://127.0.0.1:{}/live/mj\"", nginx.port)],
+    ));
+    agent.wait_ready(1);
+    let u = wait_uplink(&agent, 0, |u| u["state"] == "backoff", "refusing");
+    assert!(
+        u["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot carry MJPEG"),
         "{u}"
     );
 }

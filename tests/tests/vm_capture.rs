@@ -466,6 +466,30 @@ fn cameras_and_a_microphone_on_real_drivers() {
         "audio and video apart by {start:.3} s at the start, {end:.3} s at the end"
     );
 
+    // --- an overrun: the agent stopped for 2 s while the tone plays, so
+    // the loopback's capture buffer overflows. The microphone recovers,
+    // counts it, and the tone comes out again.
+    g.sh(&format!("kill -STOP {agent}; sleep 2; kill -CONT {agent}"));
+    let overruns = |g: &Group| -> f64 {
+        String::from_utf8_lossy(&g.get("/metrics"))
+            .lines()
+            .find_map(|l| l.strip_prefix("streamswitch_capture_overruns_total{stream=\"cam\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let t0 = Instant::now();
+    while overruns(&g) < 1.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no overrun counted:\n{}",
+            g.sh("tail -n 30 /tmp/agent.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("overruns counted: {}", overruns(&g));
+    let pcm = decode_audio(&g.url("cam"), &["-rtsp_transport", "tcp", "-t", "2"]);
+    assert_tone(&pcm, "RTSP after an overrun");
+
     // --- hot-plug: vivid unplugged (its Disconnect button), then unloaded
     // and loaded again. The stream goes down with the error, the agent
     // stays, and capture resumes within 2 s of the camera's return.

@@ -160,7 +160,7 @@ async fn run(sink: &Sink, config: &RtspSourceConfig) -> Result<()> {
     for (i, s) in session.streams().iter().enumerate() {
         let encoding = s.encoding_name().to_ascii_lowercase();
         match (s.media(), encoding.as_str()) {
-            ("video", "h264" | "h265") if video.is_none() => video = Some(i),
+            ("video", "h264" | "h265" | "jpeg") if video.is_none() => video = Some(i),
             ("audio", "mpeg4-generic") if audio.is_none() => audio = Some(i),
             (media, _) => tracing::info!(
                 stream = sink.stream(),
@@ -169,7 +169,7 @@ async fn run(sink: &Sink, config: &RtspSourceConfig) -> Result<()> {
         }
     }
     if video.is_none() && audio.is_none() {
-        bail!("{url} has no H.264, H.265 or AAC track");
+        bail!("{url} has no H.264, H.265, MJPEG or AAC track");
     }
     let mut mapped = Mapped {
         by_stream: Vec::new(),
