@@ -21,10 +21,11 @@ cargo clippy --all-targets -- -D warnings
 cargo build --bins --tests
 # Boards (docs/boards.md): the unit tests on aarch64 under qemu-user, and
 # the aarch64 agent and its .deb for tests/tests/cross_smoke.rs and
-# deb_package.rs. The ci-arm profile (dev-like): CI checks that the agent
-# works on the architecture and that the package is right, not how small it
-# is (the board profile's fat LTO would add minutes); armv7 and musl run
-# from `bash cross/build.sh`.
+# deb_package.rs. The ci-arm profile (dev-like, Rust dependencies
+# unoptimised, the codecs optimised): CI checks that the agent works on the
+# architecture and that the package is right, not how small or fast it is
+# (the board profile's fat LTO would add minutes); armv7 and musl run from
+# `bash cross/build.sh`.
 # With both device back-ends: cross/env.sh points alsa-sys's pkg-config and
 # v4l2r's bindgen at the aarch64 libraries and headers.
 . cross/env.sh
