@@ -142,6 +142,28 @@ pub fn ffprobe(args: &[&str], input: &str) -> Result<Value, String> {
     serde_json::from_str(&out).map_err(|e| format!("ffprobe json: {e}: {out}"))
 }
 
+/// ffmpeg decoding the first `frames` video frames of the RTSP stream
+/// `url` (over TCP, stopping at the first decoding error) into `output`
+/// (its format options and file): whether it succeeded, its stdout and
+/// stderr.
+pub fn ffmpeg_decode(url: &str, frames: usize, output: &[&str]) -> (bool, String, String) {
+    run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-xerror",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+            ])
+            .args(["-frames:v", &frames.to_string()])
+            .args(output),
+        Duration::from_secs(30),
+    )
+}
+
 /// The first stream of `kind` (`video`, `audio`) in ffprobe's output.
 pub fn probed_stream<'a>(probed: &'a Value, kind: &str) -> Option<&'a Value> {
     probed["streams"]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use retina::codec::CodecItem;
 use streamswitch_tests::rtsp_client::{play, transport};
-use streamswitch_tests::watch::{ffprobe, probed_stream, RtpWatch};
+use streamswitch_tests::watch::{ffmpeg_decode, ffprobe, probed_stream, RtpWatch};
 use streamswitch_tests::{exec_stream_with, test_stream, Agent};
 
 fn pull(name: &str, url: &str) -> String {
@@ -137,23 +137,7 @@ fn mjpeg_is_pulled_too() {
             .is_some_and(|t| t.starts_with("MJPEG 320x240")),
         "{state}"
     );
-    let (ok, out, err) = streamswitch_tests::run_with_timeout(
-        std::process::Command::new("ffmpeg").args([
-            "-v",
-            "error",
-            "-xerror",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            &b.rtsp_url("copy"),
-            "-frames:v",
-            "15",
-            "-f",
-            "framemd5",
-            "-",
-        ]),
-        Duration::from_secs(30),
-    );
+    let (ok, out, err) = ffmpeg_decode(&b.rtsp_url("copy"), 15, &["-f", "framemd5", "-"]);
     assert!(ok, "ffmpeg: {err}");
     let pictures: Vec<&str> = out.lines().filter(|l| l.starts_with("0,")).collect();
     assert_eq!(pictures.len(), 15, "{out}{err}");

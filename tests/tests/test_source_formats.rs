@@ -8,12 +8,11 @@
 mod record_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use record_common::{closed_files, decode_errors, ffprobe_csv, http, media_span, wait_for};
-use streamswitch_tests::watch::{ffprobe, probed_stream};
-use streamswitch_tests::{run_with_timeout, Agent};
+use streamswitch_tests::watch::{ffmpeg_decode, ffprobe, probed_stream};
+use streamswitch_tests::Agent;
 
 const FRAMES: usize = 20;
 
@@ -87,26 +86,11 @@ fn mjpeg_is_served_as_it_is_over_rtsp_and_recorded() {
 /// Decodes FRAMES pictures of `url` (RTSP over TCP) to grey: whole
 /// pictures, with the pattern's ramp in them.
 fn decodes_to_the_pattern(url: &str, file: &Path, what: &str) {
-    let (ok, _, err) = run_with_timeout(
-        Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-xerror",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-                url,
-                "-frames:v",
-                &FRAMES.to_string(),
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "gray",
-                "-y",
-            ])
-            .arg(file),
-        Duration::from_secs(30),
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let (ok, _, err) = ffmpeg_decode(
+        url,
+        FRAMES,
+        &["-f", "rawvideo", "-pix_fmt", "gray", "-y", file_arg],
     );
     assert!(ok, "ffmpeg could not decode {what}: {err}");
     let luma = std::fs::read(file).expect("decoded pictures");

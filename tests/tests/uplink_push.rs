@@ -362,35 +362,24 @@ fn a_receiver_that_dies_and_comes_back_is_pushed_to_again_within_the_cap() {
 fn hevc_and_mjpeg_on_an_rtmp_uplink_are_refused_with_a_clear_error() {
     let nginx = Nginx::start();
     let x265 = "-c:v libx265 -preset ultrafast -tune zerolatency -x265-params keyint=25:log-level=error -pix_fmt yuv420p";
-    let stream = streamswitch_tests::exec_stream_with("cam", "320x240", 25, x265, "mpegts");
-    let agent = Agent::start(&with_uplinks(
-        &stream,
-        &[format!(
-            "url = \"rtmp://127.0.0.1:{}/live/cam\"",
-            nginx.port
-        )],
-    ));
-    agent.wait_ready(1);
-    let u = wait_uplink(&agent, 0, |u| u["state"] == "backoff", "refusing");
-    assert!(
-        u["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("H.265 over RTMP"),
-        "{u}"
-    );
-    // FLV has no MJPEG either.
-    let agent = Agent::start(&with_uplinks(
-        MJPEG_STREAM,
-        &[format!("url = \"rtmp://127.0.0.1:{}/live/mj\"", nginx.port)],
-    ));
-    agent.wait_ready(1);
-    let u = wait_uplink(&agent, 0, |u| u["state"] == "backoff", "refusing");
-    assert!(
-        u["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("cannot carry MJPEG"),
-        "{u}"
-    );
+    let hevc = streamswitch_tests::exec_stream_with("cam", "320x240", 25, x265, "mpegts");
+    // FLV has neither (without Enhanced RTMP).
+    for (stream, error) in [
+        (hevc.as_str(), "H.265 over RTMP"),
+        (MJPEG_STREAM, "cannot carry MJPEG"),
+    ] {
+        let agent = Agent::start(&with_uplinks(
+            stream,
+            &[format!(
+                "url = \"rtmp://127.0.0.1:{}/live/cam\"",
+                nginx.port
+            )],
+        ));
+        agent.wait_ready(1);
+        let u = wait_uplink(&agent, 0, |u| u["state"] == "backoff", "refusing");
+        assert!(
+            u["last_error"].as_str().unwrap_or("").contains(error),
+            "{u}"
+        );
+    }
 }
