@@ -7,7 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use ::alsa::device_name::HintIter;
-use ::alsa::pcm::{Access, Format, HwParams, TstampType, PCM};
+use ::alsa::pcm::{Access, Format, Frames, HwParams, TstampType, PCM};
 use ::alsa::{Direction, ValueOr};
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ use crate::clock::{Clock, Monotonic};
 use crate::HalError;
 
 /// Frames per period asked of the device (about 21 ms at 48 kHz).
-const PERIOD_FRAMES: i64 = 1024;
+const PERIOD_FRAMES: Frames = 1024;
 const PERIODS: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,16 +98,19 @@ impl AlsaCapture {
     /// then (still unread, then just read).
     fn capture_time(&self, frames: usize) -> Duration {
         let rate = self.format.rate as u64;
-        let span = |n: i64| Duration::from_nanos(n.max(0) as u64 * 1_000_000_000 / rate);
+        // Frames is a C long: 32 bits on armv7.
+        let span = |n: Frames| Duration::from_nanos(n.max(0) as u64 * 1_000_000_000 / rate);
         if let Ok(status) = self.pcm.status() {
             let ts = status.get_htstamp();
             if ts.tv_sec > 0 || ts.tv_nsec > 0 {
                 let at = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-                return at.saturating_sub(span(status.get_avail() + frames as i64));
+                return at.saturating_sub(span(status.get_avail() + frames as Frames));
             }
         }
         let delay = self.pcm.delay().unwrap_or(0);
-        Monotonic.now().saturating_sub(span(delay + frames as i64))
+        Monotonic
+            .now()
+            .saturating_sub(span(delay + frames as Frames))
     }
 }
 
