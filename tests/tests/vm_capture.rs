@@ -487,6 +487,10 @@ fn cameras_and_a_microphone_on_real_drivers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("overruns counted: {}", overruns(&g));
+    // A reader joining at the very moment of the resume caught the
+    // catch-up burst and ffmpeg stopped early once (0.4 s of audio): not
+    // what this checks. Let the capture settle first.
+    std::thread::sleep(Duration::from_secs(2));
     let pcm = decode_audio(&g.url("cam"), &["-rtsp_transport", "tcp", "-t", "2"]);
     assert_tone(&pcm, "RTSP after an overrun");
 
