@@ -99,7 +99,7 @@ pub fn parse(data: &[u8]) -> Result<JpegPicture<'_>, JpegError> {
             .ok_or(JpegError::Truncated(at))?;
         match marker {
             DQT => read_tables(body, &mut tables).ok_or(JpegError::Malformed(at))?,
-            DHT => check_huffman(body).map_err(|e| e.unwrap_or(JpegError::Malformed(at)))?,
+            DHT => check_huffman(body).map_err(|e| e.at(at))?,
             DRI => {
                 let b = body.get(..2).ok_or(JpegError::Malformed(at))?;
                 restart_interval = u16::from_be_bytes([b[0], b[1]]);
@@ -215,29 +215,29 @@ fn check_scan(body: &[u8]) -> Result<(), Problem> {
             "not one interleaved scan",
         )));
     }
-    let selectors: Vec<u8> = components.chunks(2).map(|c| c[1]).collect();
-    if selectors != [0x00, 0x11, 0x11] {
+    if !components.chunks(2).map(|c| c[1]).eq([0x00, 0x11, 0x11]) {
         return Err(Problem::Error(JpegError::OwnHuffmanTables));
     }
     Ok(())
 }
 
 /// Checks that every table of a DHT segment is the standard one for its
-/// class and id. `Err(None)`: the segment is malformed.
-fn check_huffman(mut body: &[u8]) -> Result<(), Option<JpegError>> {
+/// class and id.
+fn check_huffman(mut body: &[u8]) -> Result<(), Problem> {
+    let own = || Problem::Error(JpegError::OwnHuffmanTables);
     while let Some((&tc_th, rest)) = body.split_first() {
-        let counts = rest.get(..16).ok_or(None)?;
+        let counts = rest.get(..16).ok_or(Problem::Malformed)?;
         let total: usize = counts.iter().map(|&c| c as usize).sum();
-        let values = rest.get(16..16 + total).ok_or(None)?;
+        let values = rest.get(16..16 + total).ok_or(Problem::Malformed)?;
         let standard = match tc_th {
             0x00 => &DC_LUMA,
             0x01 => &DC_CHROMA,
             0x10 => &AC_LUMA,
             0x11 => &AC_CHROMA,
-            _ => return Err(Some(JpegError::OwnHuffmanTables)),
+            _ => return Err(own()),
         };
         if counts != standard.0 || values != standard.1 {
-            return Err(Some(JpegError::OwnHuffmanTables));
+            return Err(own());
         }
         body = &rest[16 + total..];
     }
@@ -247,14 +247,10 @@ fn check_huffman(mut body: &[u8]) -> Result<(), Option<JpegError>> {
 /// The scan without the EOI marker that ends it (and anything after it,
 /// such as a camera's padding); all of it when there is no EOI.
 fn strip_eoi(scan: &[u8]) -> &[u8] {
-    let mut i = 0;
-    while i + 1 < scan.len() {
-        if scan[i] == 0xff && scan[i + 1] == EOI {
-            return &scan[..i];
-        }
-        i += 1;
+    match scan.windows(2).position(|w| w == [0xff, EOI]) {
+        Some(end) => &scan[..end],
+        None => scan,
     }
-    scan
 }
 
 type HuffmanTable = ([u8; 16], &'static [u8]);

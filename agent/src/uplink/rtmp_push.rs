@@ -52,19 +52,12 @@ fn parts(target: &Target) -> Result<(String, u16, String, String)> {
 
 /// Refuses what RTMP cannot carry here.
 pub fn check(info: &SharedStreamInfo) -> Result<()> {
-    if info
-        .tracks
-        .iter()
-        .any(|t| matches!(t.params, TrackParams::H265(_)))
-    {
-        bail!("H.265 over RTMP needs Enhanced RTMP, which this agent does not send; push H.265 over RTSP");
-    }
-    if info
-        .tracks
-        .iter()
-        .any(|t| matches!(t.params, TrackParams::Jpeg(_)))
-    {
-        bail!("RTMP (FLV) cannot carry MJPEG; push it over RTSP, or encode the camera to H.264 (encoder = \"auto\")");
+    for t in &info.tracks {
+        match t.params {
+            TrackParams::H265(_) => bail!("H.265 over RTMP needs Enhanced RTMP, which this agent does not send; push H.265 over RTSP"),
+            TrackParams::Jpeg(_) => bail!("RTMP (FLV) cannot carry MJPEG; push it over RTSP, or encode the camera to H.264 (encoder = \"auto\")"),
+            TrackParams::H264(_) | TrackParams::Aac(_) => {}
+        }
     }
     Ok(())
 }

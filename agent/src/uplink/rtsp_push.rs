@@ -80,7 +80,10 @@ impl RtspPublisher {
             session: String::new(),
             cseq: 0,
             auth: None,
-            tracks: (info.tracks.iter().enumerate())
+            tracks: info
+                .tracks
+                .iter()
+                .enumerate()
                 .map(|(i, t)| RtpTrack {
                     payload_type: sdp::payload_type(i, &t.params),
                     ssrc: rand::random(),
